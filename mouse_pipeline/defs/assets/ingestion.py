@@ -1,0 +1,100 @@
+"""Ingestion assets: raw CSVs in, clean events and rejected rows out."""
+
+
+import dagster as dg
+import pandas as pd
+
+from mouse_pipeline import contract as c
+from mouse_pipeline.defs.metadata import table_preview
+from mouse_pipeline.defs.resources import MouseDataResource
+from mouse_pipeline.ingest import EventFileError, IngestResult, empty_rejected, read_events
+
+GROUP = "ingestion"
+
+
+def _read(path, labelled: bool) -> IngestResult:
+    try:
+        return read_events(path, labelled=labelled)
+    except EventFileError as exc:
+        raise dg.Failure(description=str(exc), metadata={"file": str(path)}) from exc
+
+
+def _outputs(result: IngestResult, events_key: str, rejected_key: str, simulated: bool):
+    events = result.events
+    counts = result.counts()
+    meta = {
+        "source_file": dg.MetadataValue.path(result.source_file),
+        "simulated": simulated,
+        **counts,
+        "sessions": int(events[c.SESSION_ID].nunique()),
+        "dagster/row_count": len(events),
+        "preview": table_preview(events),
+    }
+    if c.USER_ID in events:
+        meta["users"] = int(events[c.USER_ID].nunique())
+    yield dg.Output(events, events_key, metadata=meta)
+    yield dg.Output(
+        result.rejected,
+        rejected_key,
+        metadata={"rows_rejected": result.rows_rejected, "source_file": result.source_file,
+                  "dagster/row_count": result.rows_rejected, "preview": table_preview(result.rejected)},
+    )
+
+
+@dg.multi_asset(
+    outs={
+        "raw_train_events": dg.AssetOut(
+            description="Clean labelled events of the training CSV, sorted by (session_id, timestamp).",
+            group_name=GROUP,
+        ),
+        "rejected_train_events": dg.AssetOut(
+            description="Rows of the training CSV that failed parsing, with line number and reason.",
+            group_name=GROUP,
+        ),
+    },
+)
+def train_events(mouse_data: MouseDataResource):
+    """Read the training CSV (MOUSE_TRAIN_CSV, or simulated data)."""
+    files = mouse_data.event_files()
+    yield from _outputs(_read(files.train, True), "raw_train_events", "rejected_train_events", files.simulated)
+
+
+@dg.multi_asset(
+    outs={
+        "raw_test_events": dg.AssetOut(
+            description="Clean unlabelled events of the test CSV, sorted by (session_id, timestamp).",
+            group_name=GROUP,
+        ),
+        "rejected_test_events": dg.AssetOut(
+            description="Rows of the test CSV that failed parsing, with line number and reason.",
+            group_name=GROUP,
+        ),
+    },
+)
+def test_events(mouse_data: MouseDataResource):
+    """Read the test CSV (MOUSE_TEST_CSV, or simulated data)."""
+    files = mouse_data.event_files()
+    yield from _outputs(_read(files.test, False), "raw_test_events", "rejected_test_events", files.simulated)
+
+
+@dg.asset(group_name=GROUP)
+def rejected_events(
+    mouse_data: MouseDataResource, rejected_train_events: pd.DataFrame, rejected_test_events: pd.DataFrame
+) -> dg.MaterializeResult:
+    """Every rejected row of both files, with source file, line number, original values and
+    reason; also written to ``<data_dir>/rejected_events.csv``."""
+    frames = [f for f in (rejected_train_events, rejected_test_events) if len(f)]
+    rejected = pd.concat(frames, ignore_index=True) if frames else empty_rejected()
+    path = mouse_data.root / "rejected_events.csv"
+    mouse_data.root.mkdir(parents=True, exist_ok=True)
+    rejected.to_csv(path, index=False)
+    reasons = rejected["reason"].str.split("; ").explode().str.replace(r" '.*", "", regex=True)
+    return dg.MaterializeResult(
+        metadata={
+            "path": dg.MetadataValue.path(str(path)),
+            "rows_rejected": len(rejected),
+            "dagster/row_count": len(rejected),
+            "reasons": dg.MetadataValue.json(reasons.value_counts().to_dict() if len(rejected) else {}),
+            "preview": table_preview(rejected),
+        }
+    )

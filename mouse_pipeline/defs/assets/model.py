@@ -1,0 +1,213 @@
+"""Model assets: the scaled feature matrix, the trained user identifier (tracked in MLflow)
+and its out-of-fold evaluation."""
+
+
+import json
+from dataclasses import asdict, dataclass
+
+import dagster as dg
+import mlflow
+import numpy as np
+import pandas as pd
+from mlflow.tracking import MlflowClient
+from sklearn.pipeline import Pipeline
+
+from mouse_pipeline import tracking
+from mouse_pipeline.defs.metadata import png_markdown, table_preview
+from mouse_pipeline.defs.resources import FeatureSettings, MlflowTracking, MouseDataResource
+from mouse_pipeline.evaluation import (
+    confusion_heatmap_png, evaluation_report, session_probabilities, session_scores,
+)
+from mouse_pipeline.modelling import (
+    CrossValidation, FeatureMatrix, TrainingSettings, build_feature_matrix, fit_final, select_model,
+)
+
+GROUP = "model"
+
+
+class TrainingConfig(dg.Config):
+    """Hyperparameters of the MLP grid searched in session-grouped cross-validation."""
+
+    hidden_layer_sizes: list[list[int]] = [[50], [40, 30], [128]]
+    alpha: list[float] = [0.01, 1.0]
+    learning_rate_init: float = 1e-3
+    max_iter: int = 2000
+    early_stopping: bool = False
+    random_state: int = 0
+    n_splits: int = 6
+    compare_estimators: list[str] = ["extra_trees"]
+    n_jobs: int = 2
+
+    def settings(self) -> TrainingSettings:
+        return TrainingSettings(
+            hidden_layer_sizes=tuple(tuple(h) for h in self.hidden_layer_sizes),
+            alpha=tuple(self.alpha),
+            learning_rate_init=self.learning_rate_init,
+            max_iter=self.max_iter,
+            early_stopping=self.early_stopping,
+            random_state=self.random_state,
+            n_splits=self.n_splits,
+            compare=tuple(self.compare_estimators),
+        )
+
+
+@dataclass
+class TrainedModel:
+    """The champion candidate of one training run, fitted on all rows, and its records."""
+
+    pipeline: Pipeline
+    candidate_name: str
+    cross_validation: CrossValidation
+    candidates: pd.DataFrame
+    train_scores: dict[str, float]
+    run_id: str
+    model_uri: str
+    version: str | None
+    gate: tracking.GateDecision | None
+
+
+@dg.asset(group_name=GROUP)
+def feature_matrix(train_session_features: pd.DataFrame, test_session_features: pd.DataFrame) -> dg.Output:
+    """Training and test features on one column order, scaled by a train-only fit."""
+    matrix = build_feature_matrix(train_session_features, test_session_features)
+    scaled = pd.DataFrame(matrix.train_scaled, columns=matrix.columns)
+    return dg.Output(
+        matrix,
+        metadata={
+            "features": len(matrix.columns),
+            "train_rows": len(matrix.train),
+            "test_rows": len(matrix.test),
+            "users": len(np.unique(matrix.labels)),
+            "columns": dg.MetadataValue.json(matrix.columns),
+            "scaled_preview": table_preview(scaled.round(3)),
+            "test_scaled_abs_max": float(np.abs(matrix.test_scaled).max()) if len(matrix.test) else 0.0,
+        },
+    )
+
+
+def _latest_metadata(context: dg.AssetExecutionContext, key: str) -> dict:
+    event = context.instance.get_latest_materialization_event(dg.AssetKey(key))
+    if event is None or event.asset_materialization is None:
+        return {}
+    return {k: getattr(v, "value", v) for k, v in event.asset_materialization.metadata.items()}
+
+
+@dg.asset(group_name=GROUP, deps=["raw_train_events"])
+def user_identifier(
+    context: dg.AssetExecutionContext,
+    config: TrainingConfig,
+    feature_matrix: FeatureMatrix,
+    mlflow_tracking: MlflowTracking,
+    mouse_data: MouseDataResource,
+    feature_settings: FeatureSettings,
+) -> dg.Output:
+    """The user-identification model: scaler + MLP pipeline (or a compared estimator when it
+    cross-validates better), chosen by session-level macro-F1, logged and registered in MLflow;
+    it takes the champion alias only if not worse than the current champion."""
+    settings = config.settings()
+    m = feature_matrix
+    results = select_model(m.train, m.labels, m.sessions, settings, n_jobs=config.n_jobs)
+    best = results[0]
+    pipeline = fit_final(best.candidate, m.train, m.labels, settings.random_state)
+    train_proba = session_probabilities(pipeline.predict_proba(m.train), pipeline.classes_, m.sessions)
+    truth = pd.Series(m.labels, index=m.sessions).groupby(level=0).first()
+    train_scores = session_scores(truth, train_proba)
+    candidates = pd.DataFrame(
+        [{"candidate": r.candidate.name, "family": r.candidate.family,
+          **{f"cv_{k}": v for k, v in r.scores.items()}} for r in results]
+    )
+
+    files = mouse_data.event_files()
+    ingest = _latest_metadata(context, "raw_train_events")
+    tracking.use_experiment(mlflow_tracking.uri(), mlflow_tracking.experiment_name, mlflow_tracking.artifact_root())
+    with mlflow.start_run(run_name=f"train-{context.run_id[:8]}", tags={"dagster_run_id": context.run_id}) as run:
+        mlflow.log_params({f"settings.{k}": v for k, v in asdict(settings).items()})
+        mlflow.log_params({f"features.{k}": v for k, v in asdict(feature_settings.config()).items()})
+        mlflow.log_params({
+            "champion_candidate": best.candidate.name,
+            "champion_family": best.candidate.family,
+            **{f"model.{k}": v for k, v in best.candidate.params.items()},
+            "n_features": len(m.columns),
+            "train_file": str(files.train),
+            "train_file_sha256": tracking.file_sha256(files.train),
+            "simulated_data": files.simulated,
+            "train_rows": len(m.train),
+            "train_sessions": len(truth),
+            "train_users": len(pipeline.classes_),
+            **{f"ingest.{k}": ingest[k] for k in ("rows_read", "rows_accepted", "rows_rejected",
+                                                  "exact_duplicates") if k in ingest},
+        })
+        mlflow.log_metrics({f"cv_{k}": v for k, v in best.scores.items()})
+        mlflow.log_metrics({f"train_{k}": v for k, v in train_scores.items()})
+        mlflow.log_metric("overfit_gap_macro_f1", train_scores["macro_f1"] - best.scores["macro_f1"])
+        for r in results:
+            mlflow.log_metric(f"cv_macro_f1.{r.candidate.name}", r.scores["macro_f1"])
+        mlflow.log_text(json.dumps(m.columns, indent=1), "features.json")
+        tracking.log_frame(candidates, "candidates.csv")
+        model_uri, version = tracking.log_sklearn_model(
+            pipeline, m.train.head(5), mlflow_tracking.registered_model_name
+        )
+        gate = None
+        if version is not None:
+            gate = tracking.gate_champion(
+                MlflowClient(mlflow_tracking.uri()), mlflow_tracking.registered_model_name, version,
+                best.scores["macro_f1"], mlflow_tracking.champion_tolerance,
+            )
+            mlflow.set_tag("champion_gate", gate.message)
+    context.log.info(gate.message if gate else "model logged without registration")
+    trained = TrainedModel(pipeline, best.candidate.name, best, candidates, train_scores, run.info.run_id,
+                           model_uri, version, gate)
+    return dg.Output(
+        trained,
+        metadata={
+            "cv_macro_f1": best.scores["macro_f1"],
+            "cv_accuracy": best.scores["accuracy"],
+            "cv_top3_accuracy": best.scores["top3_accuracy"],
+            "train_macro_f1": train_scores["macro_f1"],
+            "candidate": best.candidate.name,
+            "candidates": table_preview(candidates.round(4), rows=50, columns=None),
+            "mlflow_run_id": run.info.run_id,
+            "mlflow_tracking_uri": mlflow_tracking.uri(),
+            "model_version": version or "",
+            "champion": bool(gate and gate.promoted),
+            "champion_gate": gate.message if gate else "not registered",
+        },
+    )
+
+
+@dg.asset(group_name=GROUP)
+def model_evaluation(
+    user_identifier: TrainedModel, mlflow_tracking: MlflowTracking, mouse_data: MouseDataResource
+) -> dg.Output:
+    """Out-of-fold, session-level evaluation of the trained model: macro-F1, accuracy, top-3,
+    F1 per user, confusion matrix, and the train-versus-CV over-fitting gap."""
+    cv = user_identifier.cross_validation
+    report = evaluation_report(cv.truth, cv.session_proba)
+    png = confusion_heatmap_png(report.confusion)
+    reports = mouse_data.output_dir("reports")
+    (reports / "confusion_matrix.png").write_bytes(png)
+    report.per_user.to_csv(reports / "per_user_report.csv", index=False)
+    report.confusion.to_csv(reports / "confusion_matrix.csv")
+    gap = user_identifier.train_scores["macro_f1"] - report.scores["macro_f1"]
+
+    tracking.use_experiment(mlflow_tracking.uri(), mlflow_tracking.experiment_name, mlflow_tracking.artifact_root())
+    with mlflow.start_run(run_id=user_identifier.run_id):
+        mlflow.log_artifact(str(reports / "confusion_matrix.png"), "evaluation")
+        tracking.log_frame(report.per_user, "evaluation/per_user_report.csv")
+        tracking.log_frame(report.confusion.reset_index(), "evaluation/confusion_matrix.csv")
+
+    return dg.Output(
+        report,
+        metadata={
+            "cv_macro_f1": report.scores["macro_f1"],
+            "cv_accuracy": report.scores["accuracy"],
+            "cv_top3_accuracy": report.scores["top3_accuracy"],
+            "train_macro_f1": user_identifier.train_scores["macro_f1"],
+            "overfit_gap_macro_f1": gap,
+            "worst_user_f1": float(report.per_user["f1-score"].min()),
+            "per_user": table_preview(report.per_user.round(3), rows=100, columns=None),
+            "confusion_matrix": png_markdown(png, "confusion matrix"),
+            "report_dir": dg.MetadataValue.path(str(reports)),
+        },
+    )
+

@@ -1,0 +1,234 @@
+"""Model building, session-grouped cross-validation and model selection.
+
+Rows of the training matrix are windows (or whole sessions); the unit that
+must never leak between training and validation is the *session*.
+:class:`SessionPerUserKFold` holds out whole sessions, one per user in each
+fold where a user has enough sessions, and every score here is computed at
+session level: window probabilities are averaged per session before the
+argmax, as in production.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from sklearn.base import clone
+from sklearn.ensemble import ExtraTreesClassifier, HistGradientBoostingClassifier
+from sklearn.model_selection import BaseCrossValidator, ParameterGrid, cross_val_predict
+from sklearn.neural_network import MLPClassifier
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import FunctionTransformer, StandardScaler
+
+from mouse_pipeline import contract as c
+from mouse_pipeline.evaluation import session_probabilities, session_scores
+from mouse_pipeline.features import feature_columns
+
+
+def signed_log1p(values: np.ndarray) -> np.ndarray:
+    """``sign(v) * log(1 + |v|)``: tames heavy tails (jerk, idle gaps) and keeps sign and zero."""
+    values = np.asarray(values, dtype=np.float64)
+    return np.sign(values) * np.log1p(np.abs(values))
+
+
+class SessionPerUserKFold(BaseCrossValidator):
+    """K-fold over sessions that holds out about one session per user in every fold.
+
+    Each user's sessions are shuffled (seeded) and dealt to folds in turn,
+    starting at a user-dependent fold so that users with fewer sessions than
+    folds still spread over all folds. All rows (windows) of a session share
+    its fold, so no held-out session leaks into training.
+
+    Parameters
+    ----------
+    n_splits:
+        Number of folds (at least 2).
+    random_state:
+        Seed of the shuffle of each user's sessions.
+    """
+
+    def __init__(self, n_splits: int = 6, random_state: int = 0):
+        if n_splits < 2:
+            raise ValueError("n_splits must be at least 2")
+        self.n_splits = n_splits
+        self.random_state = random_state
+
+    def get_n_splits(self, X=None, y=None, groups=None) -> int:  # noqa: N803 (sklearn API)
+        return self.n_splits
+
+    def session_folds(self, y: Sequence, groups: Sequence) -> pd.Series:
+        """Fold number of each session (index: session id)."""
+        if groups is None:
+            raise ValueError("SessionPerUserKFold needs groups (the session id of each row)")
+        sessions = pd.DataFrame({"session": np.asarray(groups), "user": np.asarray(y)})
+        sessions = sessions.drop_duplicates("session").sort_values("session", kind="stable")
+        rng = np.random.default_rng(self.random_state)
+        sessions["key"] = rng.random(len(sessions))
+        sessions = sessions.sort_values(["user", "key"], kind="stable")
+        rank = sessions.groupby("user", sort=False).cumcount().to_numpy()
+        user_code = pd.factorize(sessions["user"], sort=True)[0]
+        offset = user_code % self.n_splits
+        sessions["fold"] = (rank + offset) % self.n_splits
+        return sessions.set_index("session")["fold"]
+
+    def _iter_test_masks(self, X=None, y=None, groups=None) -> Iterator[np.ndarray]:  # noqa: N803
+        fold_of_row = self.session_folds(y, groups).loc[np.asarray(groups)].to_numpy()
+        for fold in range(self.n_splits):
+            yield fold_of_row == fold
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One model to cross-validate: a name, the estimator family and its parameters."""
+
+    name: str
+    family: str
+    params: dict
+
+    def build(self, random_state: int) -> Pipeline:
+        return build_pipeline(self.family, self.params, random_state)
+
+
+def build_pipeline(family: str, params: dict, random_state: int = 0) -> Pipeline:
+    """A scikit-learn Pipeline: signed log, standard scaling, then the classifier.
+
+    ``family`` is ``"mlp"`` (:class:`~sklearn.neural_network.MLPClassifier`),
+    ``"hist_gradient_boosting"`` or ``"extra_trees"``; ``params`` are passed to
+    the classifier.
+    """
+    if family == "mlp":
+        clf = MLPClassifier(random_state=random_state, **params)
+    elif family == "hist_gradient_boosting":
+        clf = HistGradientBoostingClassifier(random_state=random_state, **params)
+    elif family == "extra_trees":
+        clf = ExtraTreesClassifier(random_state=random_state, n_jobs=1, **params)
+    else:
+        raise ValueError(f"unknown estimator family {family!r}")
+    return Pipeline(
+        [
+            ("log", FunctionTransformer(signed_log1p, feature_names_out="one-to-one")),
+            ("scale", StandardScaler()),
+            ("classifier", clf),
+        ]
+    )
+
+
+@dataclass(frozen=True)
+class TrainingSettings:
+    """Hyperparameters of the MLP grid and the estimators compared with it."""
+
+    hidden_layer_sizes: tuple[tuple[int, ...], ...] = ((50,), (40, 30), (128,))
+    alpha: tuple[float, ...] = (0.01, 1.0)
+    learning_rate_init: float = 1e-3
+    max_iter: int = 2000
+    early_stopping: bool = False
+    random_state: int = 0
+    n_splits: int = 6
+    compare: tuple[str, ...] = ("extra_trees",)
+
+    def candidates(self) -> list[Candidate]:
+        """The MLP grid (``hidden_layer_sizes`` x ``alpha``), then the compared estimators."""
+        grid = ParameterGrid(
+            {"hidden_layer_sizes": [tuple(h) for h in self.hidden_layer_sizes], "alpha": list(self.alpha)}
+        )
+        out = []
+        for p in grid:
+            params = dict(p, learning_rate_init=self.learning_rate_init, max_iter=self.max_iter,
+                          early_stopping=self.early_stopping)
+            hidden = "x".join(map(str, p["hidden_layer_sizes"]))
+            out.append(Candidate(f"mlp_{hidden}_alpha{p['alpha']:g}", "mlp", params))
+        defaults = {
+            "extra_trees": {"n_estimators": 500},
+            "hist_gradient_boosting": {"max_iter": 150, "learning_rate": 0.1},
+        }
+        for family in self.compare:
+            out.append(Candidate(family, family, defaults[family]))
+        return out
+
+
+@dataclass
+class CrossValidation:
+    """Out-of-fold result of one candidate."""
+
+    candidate: Candidate
+    classes: np.ndarray
+    session_proba: pd.DataFrame  # index session_id, one column per class
+    truth: pd.Series  # true user of each session, same index
+    scores: dict[str, float] = field(default_factory=dict)
+
+
+def cross_validate(
+    candidate: Candidate, X: np.ndarray, y: np.ndarray, groups: np.ndarray,
+    cv: SessionPerUserKFold, random_state: int = 0, n_jobs: int = 1,
+) -> CrossValidation:
+    """Out-of-fold window probabilities, averaged per session, and session-level scores."""
+    classes = np.unique(y)
+    proba = cross_val_predict(
+        candidate.build(random_state), X, y, groups=groups, cv=cv, method="predict_proba", n_jobs=n_jobs
+    )
+    by_session = session_probabilities(proba, classes, groups)
+    truth = pd.Series(y, index=groups).groupby(level=0).first().loc[by_session.index]
+    return CrossValidation(candidate, classes, by_session, truth, session_scores(truth, by_session))
+
+
+def select_model(
+    X: np.ndarray, y: np.ndarray, groups: np.ndarray, settings: TrainingSettings, n_jobs: int = 1,
+) -> list[CrossValidation]:
+    """Cross-validate every candidate; best first by session macro-F1 (ties: grid order)."""
+    cv = SessionPerUserKFold(settings.n_splits, settings.random_state)
+    results = [
+        cross_validate(cand, X, y, groups, cv, settings.random_state, n_jobs)
+        for cand in settings.candidates()
+    ]
+    order = sorted(range(len(results)), key=lambda i: (-results[i].scores["macro_f1"], i))
+    return [results[i] for i in order]
+
+
+def fit_final(candidate: Candidate, X: np.ndarray, y: np.ndarray, random_state: int = 0) -> Pipeline:
+    """Fit the chosen candidate on every training row."""
+    return clone(candidate.build(random_state)).fit(X, y)
+
+
+@dataclass(frozen=True)
+class FeatureMatrix:
+    """Training and test features aligned on one column order, plus their scaled form.
+
+    ``preprocessor`` (signed log, then standard scaling: the model's own
+    first steps) is fitted on training rows only and applied unchanged to
+    the test rows.
+    """
+
+    columns: list[str]
+    train: pd.DataFrame  # features, training rows
+    labels: np.ndarray  # user of each training row
+    sessions: np.ndarray  # session of each training row (the CV group)
+    test: pd.DataFrame  # features, test rows, same columns
+    test_sessions: np.ndarray
+    preprocessor: Pipeline
+    train_scaled: np.ndarray
+    test_scaled: np.ndarray
+
+
+def build_feature_matrix(train_features: pd.DataFrame, test_features: pd.DataFrame) -> FeatureMatrix:
+    """Align test features on the training columns and scale both with a train-only fit."""
+    columns = feature_columns(train_features)
+    missing = [col for col in columns if col not in test_features.columns]
+    if missing:
+        raise KeyError(f"test features lack {len(missing)} training column(s): {missing[:10]}")
+    preprocessor = Pipeline(build_pipeline("mlp", {}).steps[:-1])
+    train = train_features[columns]
+    test = test_features[columns]
+    train_scaled = preprocessor.fit_transform(train)
+    return FeatureMatrix(
+        columns=columns,
+        train=train,
+        labels=train_features[c.USER_ID].to_numpy().astype(str),
+        sessions=train_features[c.SESSION_ID].to_numpy().astype(str),
+        test=test,
+        test_sessions=test_features[c.SESSION_ID].to_numpy().astype(str),
+        preprocessor=preprocessor,
+        train_scaled=train_scaled,
+        test_scaled=preprocessor.transform(test),
+    )

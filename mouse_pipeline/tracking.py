@@ -1,0 +1,164 @@
+"""MLflow tracking and registry: runs, logged models, and the champion gate.
+
+Plain functions over an explicit tracking URI, so that tests can point them
+at a temporary SQLite store and Dagster resources only pass settings in.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import mlflow
+import mlflow.sklearn
+import pandas as pd
+from mlflow.exceptions import MlflowException
+from mlflow.models import infer_signature
+from mlflow.tracking import MlflowClient
+
+CHAMPION = "champion"
+
+
+def file_sha256(path: str | Path) -> str:
+    """Hex sha256 of a file, read in blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def default_tracking_uri(data_dir: str | Path) -> str:
+    """A SQLite store inside the data folder."""
+    return f"sqlite:///{(Path(data_dir).resolve() / 'mlflow.db').as_posix()}"
+
+
+def use_experiment(tracking_uri: str, experiment: str, artifact_root: str | Path | None = None) -> str:
+    """Point MLflow at ``tracking_uri`` and make sure ``experiment`` exists; return its id.
+
+    A new experiment stores its artifacts under ``artifact_root`` when given
+    (else MLflow's default next to the working directory).
+    """
+    mlflow.set_tracking_uri(tracking_uri)
+    client = MlflowClient(tracking_uri)
+    found = client.get_experiment_by_name(experiment)
+    if found is not None:
+        experiment_id = found.experiment_id
+    else:
+        location = Path(artifact_root).resolve().as_uri() if artifact_root else None
+        experiment_id = client.create_experiment(experiment, artifact_location=location)
+    mlflow.set_experiment(experiment_id=experiment_id)
+    return experiment_id
+
+
+def log_frame(frame: pd.DataFrame, artifact_file: str) -> None:
+    """Log a DataFrame as a CSV artifact of the active run."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / Path(artifact_file).name
+        frame.to_csv(path, index=False)
+        mlflow.log_artifact(str(path), artifact_path=str(Path(artifact_file).parent) if "/" in artifact_file else None)
+
+
+def log_sklearn_model(pipeline, example: pd.DataFrame, registered_name: str | None) -> tuple[str, str | None]:
+    """Log a fitted pipeline with a signature and an input example; register it.
+
+    Returns the model URI and the registered version (None when not registered).
+    Serialised with cloudpickle: MLflow 3's default (skops) rejects the
+    optimiser objects inside a fitted MLPClassifier.
+    """
+    signature = infer_signature(example, pipeline.predict_proba(example))
+    info = mlflow.sklearn.log_model(
+        pipeline,
+        name="model",
+        serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_CLOUDPICKLE,
+        signature=signature,
+        input_example=example,
+        registered_model_name=registered_name,
+    )
+    version = None if info.registered_model_version is None else str(info.registered_model_version)
+    return info.model_uri, version
+
+
+@dataclass(frozen=True)
+class GateDecision:
+    """What the champion gate decided for a new model version."""
+
+    version: str
+    promoted: bool
+    score: float
+    previous_version: str | None
+    previous_score: float | None
+    message: str
+
+
+def champion_version(client: MlflowClient, name: str, alias: str = CHAMPION):
+    """The model version holding ``alias``, or None."""
+    try:
+        return client.get_model_version_by_alias(name, alias)
+    except MlflowException:
+        return None
+
+
+def gate_champion(
+    client: MlflowClient, name: str, version: str, score: float, tolerance: float,
+    metric: str = "cv_macro_f1", alias: str = CHAMPION,
+) -> GateDecision:
+    """Give ``version`` the champion alias unless it is worse than the current champion.
+
+    The new version is promoted when there is no champion, or when
+    ``score >= champion_score - tolerance`` (the champion's score is its run's
+    ``metric``). Either way the version is tagged with the decision.
+    """
+    current = champion_version(client, name, alias)
+    previous_score = None
+    if current is not None:
+        previous_score = client.get_run(current.run_id).data.metrics.get(metric)
+    if current is None or previous_score is None:
+        promoted, message = True, f"version {version} is the first {alias} ({metric}={score:.4f})"
+    elif str(current.version) == str(version):
+        promoted, message = True, f"version {version} already holds {alias}"
+    elif score >= previous_score - tolerance:
+        promoted = True
+        message = (f"version {version} ({metric}={score:.4f}) replaces {alias} version "
+                   f"{current.version} ({metric}={previous_score:.4f}, tolerance {tolerance})")
+    else:
+        promoted = False
+        message = (f"version {version} ({metric}={score:.4f}) stays registered without the {alias} "
+                   f"alias: version {current.version} scores {previous_score:.4f} "
+                   f"(more than {tolerance} better)")
+    if promoted:
+        client.set_registered_model_alias(name, alias, version)
+    client.set_model_version_tag(name, version, "champion_gate", "promoted" if promoted else "rejected")
+    client.set_model_version_tag(name, version, metric, f"{score:.6f}")
+    return GateDecision(
+        version=str(version),
+        promoted=promoted,
+        score=score,
+        previous_version=None if current is None else str(current.version),
+        previous_score=previous_score,
+        message=message,
+    )
+
+
+def load_champion(tracking_uri: str, name: str, alias: str = CHAMPION):
+    """Load the champion pipeline (``models:/NAME@champion``) and its model version.
+
+    Raises LookupError with a clear message when the registry has no champion.
+    """
+    mlflow.set_tracking_uri(tracking_uri)
+    client = MlflowClient(tracking_uri)
+    version = champion_version(client, name, alias)
+    if version is None:
+        raise LookupError(
+            f"no model '{name}' with alias '{alias}' in the MLflow registry at {tracking_uri}: "
+            "train one first (materialise user_identifier)"
+        )
+    return mlflow.sklearn.load_model(f"models:/{name}@{alias}"), version
+
+
+def log_json(data: dict, artifact_file: str) -> None:
+    """Log a dict as a JSON artifact of the active run."""
+    mlflow.log_text(json.dumps(data, indent=2, sort_keys=True, default=str), artifact_file)
