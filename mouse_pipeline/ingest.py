@@ -81,7 +81,7 @@ def _read_header(path: Path) -> list[str]:
     try:
         text = first.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise EventFileError(f"{path}: not a UTF-8 CSV text file ({exc})") from exc
+        raise EventFileError(f"{path}: not a CSV text file (not UTF-8: {exc})") from exc
     header = [name.strip().strip('"') for name in text.rstrip("\r\n").split(",")]
     if not text.strip():
         raise EventFileError(f"{path}: the first line is empty; expected a CSV header")
@@ -191,7 +191,8 @@ def _row_faults(rows: pd.DataFrame, labelled: bool) -> pd.Series:
     reasons = faults[0]
     for more in faults[1:]:
         reasons = reasons.where(more == "", reasons.where(reasons == "", reasons + "; ") + more)
-    return reasons
+    blank = (rows[list(c.expected_columns(labelled))] == "").all(axis=1)
+    return reasons.mask(blank, "blank line")
 
 
 def _conflicting_uids(rows: pd.DataFrame) -> pd.Series:

@@ -85,7 +85,7 @@ def _user_traits(rng: np.random.Generator, n_users: int, separation: float) -> d
         "jitter": trait(1.2, 0.5, log=True),  # px
         "pause": trait(600.0, 0.6, log=True),  # ms between actions
         "dwell": trait(90.0, 0.4, log=True),  # ms between press and release
-        "sample_ms": np.clip(trait(30.0, 0.4, log=True), 8.0, 50.0),  # mousemove interval
+        "sample_ms": np.clip(trait(30.0, 0.25, log=True), 8.0, 50.0),  # mousemove interval
         "wheel_ms": trait(60.0, 0.4, log=True),  # between wheel ticks
         "region": rng.uniform(0.25, 0.75, (n_users, 2)) * separation + 0.5 * (1 - separation),
         "region_spread": np.clip(trait(0.22, 0.3, log=True), 0.05, 0.45),
@@ -98,7 +98,12 @@ def _session_actions(
     actions_per_session: float,
 ) -> pd.DataFrame:
     """Draw every action of every session at once."""
-    n_actions = np.maximum(rng.poisson(actions_per_session, len(session_user)), 2)
+    # Sessions of one app hold a similar number of events, whoever the user: a user whose
+    # actions produce many events (slow hand, fast sampling) performs fewer of them.
+    moves_per_action = (traits["fitts_a"] + traits["fitts_b"] * 4.5) / traits["sample_ms"]
+    events_per_action = traits["mix"][:, :3].sum(axis=1) * (moves_per_action + 1) + traits["mix"][:, 3] * 8
+    scale = np.median(events_per_action) / events_per_action
+    n_actions = np.maximum(rng.poisson(actions_per_session * scale[session_user]), 2)
     session = np.repeat(np.arange(len(session_user)), n_actions)
     user = session_user[session]
     u = rng.random(len(session))

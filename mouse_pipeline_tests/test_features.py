@@ -1,0 +1,194 @@
+"""Features on tiny hand-computed paths, edge cases, windows, and the real data."""
+
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mouse_pipeline import contract as c
+from mouse_pipeline.features import NOTEBOOK_FEATURES, FeatureConfig, extract_features, feature_columns
+from mouse_pipeline.features.actions import DRAG, MOVE, POINT_CLICK, action_starts, measure_actions
+from mouse_pipeline.ingest import read_events
+
+T0 = 1_655_000_000_000
+
+
+def session(points, session_id="s", user="u", reverse=True):
+    """Events of one session from (t_ms, code, x, y) tuples, reversed (real files are
+    not in time order) unless ``reverse`` is False."""
+    rows = pd.DataFrame(points, columns=["t", "code", "x", "y"])
+    frame = pd.DataFrame(
+        {
+            c.UID: [f"{session_id}-{i}" for i in range(len(rows))],
+            c.SESSION_ID: session_id,
+            c.USER_ID: user,
+            c.TIMESTAMP: T0 + rows["t"].astype(np.int64),
+            c.EVENT_TYPE: rows["code"].astype(np.int8),
+            c.SCREEN_X: rows["x"].astype(float),
+            c.SCREEN_Y: rows["y"].astype(float),
+        }
+    )
+    return frame.iloc[::-1].reset_index(drop=True) if reverse else frame
+
+
+def one_row(points, reverse=True, **config):
+    table = extract_features(session(points, reverse=reverse), FeatureConfig(**config))
+    assert len(table) == 1
+    values = table[feature_columns(table)].to_numpy(dtype=float)
+    assert np.isfinite(values).all()
+    return table.iloc[0]
+
+
+def test_straight_line_at_constant_speed():
+    row = one_row([(10 * i, 2, 10 * i, 0) for i in range(11)])  # 10 px every 10 ms
+    assert row["speed_q50"] == pytest.approx(1000.0)  # px/s
+    assert row["speed_std"] == pytest.approx(0.0, abs=1e-9)
+    assert row["vx_mean"] == pytest.approx(1000.0)
+    assert row["vy_mean"] == pytest.approx(0.0)
+    assert row["accel_mean"] == pytest.approx(0.0, abs=1e-9)
+    assert row["curvature_mean"] == pytest.approx(0.0)
+    assert row["action_straightness_mean"] == pytest.approx(1.0)
+    assert row["action_path_length_mean"] == pytest.approx(100.0)
+    assert row["action_duration_mean"] == pytest.approx(0.1)
+    assert row["action_max_deviation_mean"] == pytest.approx(0.0)
+    assert row["action_critical_points_mean"] == 0
+    assert row["direction_0_ratio"] == 1.0  # eastwards
+    assert row["n_actions"] == 1 and row["action_move_ratio"] == 1.0
+
+
+def test_diagonal_line_direction_sector():
+    row = one_row([(10 * i, 2, 3 * i, 3 * i) for i in range(6)])  # right and down the screen
+    assert row["direction_1_ratio"] == 1.0
+    assert row["speed_q50"] == pytest.approx(math.hypot(3, 3) * 100)
+
+
+def test_circle_has_constant_curvature_one_over_radius():
+    n, radius = 72, 100.0
+    angles = 2 * np.pi * np.arange(n + 1) / n
+    row = one_row([(10 * i, 2, radius * np.cos(a), radius * np.sin(a)) for i, a in enumerate(angles)])
+    chord_turn = (2 * np.pi / n) / (2 * radius * np.sin(np.pi / n))  # exact for the polygon
+    assert row["curvature_q50"] == pytest.approx(chord_turn, rel=1e-9)
+    assert chord_turn == pytest.approx(1 / radius, rel=1e-3)
+    assert row["angular_velocity_q50"] == pytest.approx((2 * np.pi / n) / 0.010, rel=1e-9)
+    assert row["action_straightness_mean"] == pytest.approx(0.0, abs=1e-9)  # back where it started
+    assert row["action_max_deviation_mean"] == pytest.approx(2 * radius, rel=1e-3)
+    assert row["radius"] == pytest.approx(radius, rel=2e-2)
+
+
+def test_click_only_session():
+    row = one_row([(0, 5, 40, 50)])
+    assert row["ev5"] == 1.0 and row["nbpoints"] == 1
+    assert (row["center_click_x"], row["center_click_y"]) == (40, 50)
+    assert row["action_point_click_ratio"] == 1.0
+    assert row["speed_mean"] == 0.0 and row["stress"] == 0.0 and row["chill"] == 0.0
+
+
+def test_one_event_session_is_finite():
+    row = one_row([(0, 2, 7, 9)])
+    assert row["nbpoints"] == 1 and row["radius"] == 0 and row["slope"] == 0 and row["narrow"] == 0
+    assert (row["first_x"], row["center_click_x"]) == (7, 7)  # no click: click centre = centre
+
+
+def test_repeated_timestamps_produce_no_infinity():
+    # Equal timestamps keep file order (the sort is stable), so the path is 0, 5, 10, 20, 30.
+    row = one_row([(0, 2, 0, 0), (0, 2, 5, 0), (10, 2, 10, 0), (10, 2, 20, 0), (20, 2, 30, 0)], reverse=False)
+    assert row["duplicate_timestamp_ratio"] == pytest.approx(0.5)
+    assert row["speed_q50"] == pytest.approx(750.0)  # only the timed steps: 500 and 1000 px/s
+    assert row["action_path_length_mean"] == pytest.approx(30.0)  # untimed steps still count
+    assert row["stress"] == 0.0
+
+
+def test_long_idle_gap_splits_the_move_and_counts_as_a_pause():
+    first = [(10 * i, 2, i, 0) for i in range(5)]
+    second = [(10_040 + 10 * i, 2, 100 + i, 0) for i in range(5)]
+    row = one_row(first + second, pause_ms=2000)
+    assert row["n_actions"] == 2
+    assert row["long_pause_ratio"] == 1.0
+    assert row["idle_max_log_s"] == pytest.approx(math.log1p(10.0))
+    assert row["chill"] == 10_000
+    assert row["speed_q90"] == pytest.approx(100.0)  # the gap is not a step of either action
+
+
+def test_notebook_features_by_hand():
+    points = [(0, 2, 0, 0), (10, 2, 2, 0), (40, 2, 4, 2), (50, 5, 4, 2), (60, 1, 4, 2), (100, 3, 6, 4)]
+    row = one_row(points)
+    x = np.array([0, 2, 4, 4, 4, 6.0])
+    y = np.array([0, 0, 2, 2, 2, 4.0])
+    cx, cy = x.mean(), y.mean()  # 20/6, 10/6
+    assert (row["center_x"], row["center_y"]) == (pytest.approx(cx), pytest.approx(cy))
+    assert (row["center_click_x"], row["center_click_y"]) == (4, 2)
+    assert (row["first_x"], row["first_y"]) == (0, 0)
+    assert row["radius"] == pytest.approx(np.hypot(x - cx, y - cy).max())  # (0, 0) is farthest
+    cov = ((x - cx) * (y - cy)).mean()
+    assert row["slope"] == pytest.approx(cov / ((x - cx) ** 2).mean())
+    eig = np.linalg.eigvalsh(np.cov(np.vstack([x, y]), bias=True))
+    assert row["narrow"] == pytest.approx(eig[0] / eig[1])
+    assert [row[f"ev{k}"] for k in range(1, 6)] == pytest.approx([1 / 6, 3 / 6, 1 / 6, 0, 1 / 6])
+    assert (row["stress"], row["chill"]) == (10, 30)  # gaps between successive moves
+    assert row["nbpoints"] == 6
+    assert row["click_dwell_mean"] == pytest.approx(0.010)
+    assert row["pause_before_click_mean"] == pytest.approx(0.010)
+    assert row["transition_2_5"] == pytest.approx(1 / 5)
+
+
+def test_notebook_slope_is_zero_when_x_is_constant():
+    row = one_row([(0, 2, 5, 0), (10, 2, 5, 10), (20, 2, 5, 30)])
+    assert row["slope"] == 0.0 and row["narrow"] == 0.0
+
+
+def test_the_seventeen_notebook_features_are_present():
+    table = extract_features(session([(0, 2, 1, 1), (5, 2, 2, 2)]))
+    assert set(NOTEBOOK_FEATURES) <= set(table.columns) and len(NOTEBOOK_FEATURES) == 17
+
+
+def test_action_segmentation_follows_the_grammar_and_tolerates_missing_releases():
+    code = np.array([2, 2, 5, 1, 2, 2, 5, 4, 2, 2, 1, 3, 3, 2, 1])
+    t = np.arange(len(code), dtype=float) * 10
+    start = action_starts(code, t, np.r_[True, np.zeros(len(code) - 1, bool)], 2000)
+    # [2 2 5 1] point-click with release, [2 2 5] point-click without, [4 2 2 1] drag,
+    # [3 3] wheel, [2 1] move ending in a stray release (kept with the move, not dropped)
+    assert list(np.flatnonzero(start)) == [0, 4, 7, 11, 13]
+    xy = np.zeros(len(code))
+    _, actions, _ = measure_actions(xy, xy, t, code, np.zeros(len(code), int), start)
+    assert list(actions.kind[:3]) == [POINT_CLICK, POINT_CLICK, DRAG]
+    assert actions.kind[4] == MOVE
+    assert actions.click_dwell[0] == pytest.approx(0.010) and actions.click_dwell[1] == -1
+
+
+def test_windows_of_events_and_of_actions():
+    long = session([(10 * i, 2, i, 0) for i in range(100)], session_id="long")
+    short = session([(10 * i, 2, i, 0) for i in range(50)], session_id="short")
+    table = extract_features(pd.concat([long, short]), FeatureConfig(window_size=30))
+    assert table.groupby(c.SESSION_ID).size().to_dict() == {"long": 3, "short": 1}
+    assert list(table.loc[table[c.SESSION_ID] == "long", "nbpoints"]) == [30, 30, 40]
+    clicks = session([(100 * i, 5 if i % 2 else 2, i, 0) for i in range(40)], session_id="clicks")
+    by_action = extract_features(clicks, FeatureConfig(window_size=5, window_unit="actions"))
+    assert len(by_action) == 4  # 20 point-click actions in windows of 5
+    assert (by_action["n_actions"] == 5).all()
+
+
+def test_train_and_test_go_through_the_same_code(small_simulation):
+    train = extract_features(small_simulation.train)
+    as_test = extract_features(small_simulation.train.drop(columns=[c.USER_ID]))
+    pd.testing.assert_frame_equal(train.drop(columns=[c.USER_ID]), as_test)
+
+
+def test_row_order_of_the_input_does_not_matter(small_simulation):
+    events = small_simulation.train
+    shuffled = events.sample(frac=1.0, random_state=3)
+    pd.testing.assert_frame_equal(extract_features(events), extract_features(shuffled))
+
+
+@pytest.mark.kaggle
+def test_real_training_file_features_are_finite_and_fast(kaggle_train):
+    events = read_events(kaggle_train, labelled=True).events
+    started = time.perf_counter()
+    table = extract_features(events)
+    elapsed = time.perf_counter() - started
+    assert len(table) == 120
+    assert np.isfinite(table[feature_columns(table)].to_numpy(dtype=float)).all()
+    assert elapsed < 1.0  # the issue's bound (it takes a few tens of milliseconds)
