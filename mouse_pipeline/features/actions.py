@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from mouse_pipeline.contract import EventType
-from mouse_pipeline.features import grouped
+from mouse_pipeline.features.grouped import Groups
 
 MOVE, POINT_CLICK, DRAG, WHEEL, OTHER = range(5)
 ACTION_NAMES = ("move", "point_click", "drag", "wheel", "other")
@@ -47,22 +47,24 @@ def action_starts(code: np.ndarray, t: np.ndarray, first_of_segment: np.ndarray,
     """
     prev = np.r_[0, code[:-1]]
     gap = np.r_[0.0, np.diff(t)]
+    prev_is = {k: prev == k for k in (_R, _M, _W, _D, _C)}
+    is_ = {k: code == k for k in (_R, _M, _W, _D, _C)}
     # Inside a drag: the last press (4) is more recent than the last release/click/wheel.
     idx = np.arange(len(code))
-    last_press = np.maximum.accumulate(np.where(code == _D, idx, -1))
-    last_end = np.maximum.accumulate(np.where(np.isin(code, (_R, _C, _W)), idx, -1))
+    last_press = np.maximum.accumulate(np.where(is_[_D], idx, -1))
+    last_end = np.maximum.accumulate(np.where(is_[_R] | is_[_C] | is_[_W], idx, -1))
     last_segment_start = np.maximum.accumulate(np.where(first_of_segment, idx, -1))
     in_drag = (last_press > last_end) & (last_press >= last_segment_start)
     in_drag_before = np.r_[False, in_drag[:-1]]
 
     start = first_of_segment.copy()
-    start |= code == _D  # a press begins a drag
-    start |= (code == _W) & (prev != _W)
-    start |= (code == _W) & (prev == _W) & (gap > pause_ms)
-    start |= (code == _M) & np.isin(prev, (_R, _C, _W))  # after a click, release or wheel
-    start |= (code == _M) & (prev == _M) & (gap > pause_ms) & ~in_drag_before
-    start |= (code == _C) & ~np.isin(prev, (_M, _D))  # a click not preceded by a move
-    start |= (code == _R) & ~np.isin(prev, (_C, _M, _D)) & ~in_drag_before
+    long_gap = gap > pause_ms
+    start |= is_[_D]  # a press begins a drag
+    start |= is_[_W] & (~prev_is[_W] | long_gap)  # a wheel run, split at a long pause
+    start |= is_[_M] & (prev_is[_R] | prev_is[_C] | prev_is[_W])  # after a click, release or wheel
+    start |= is_[_M] & prev_is[_M] & long_gap & ~in_drag_before
+    start |= is_[_C] & ~(prev_is[_M] | prev_is[_D])  # a click not preceded by a move
+    start |= is_[_R] & ~(prev_is[_C] | prev_is[_M] | prev_is[_D]) & ~in_drag_before
     return start
 
 
@@ -166,32 +168,33 @@ def measure_actions(
     """
     action = np.cumsum(start) - 1
     n = int(action[-1]) + 1 if len(action) else 0
-    first = np.flatnonzero(start)
+    actions = Groups(action, n)
+    first = actions.starts
     last = np.r_[first[1:] - 1, len(code) - 1] if n else first
-    count = np.diff(np.r_[first, len(code)])
+    count = actions.sizes
 
-    has = {k: grouped.count(action, n, code == k) > 0 for k in (_R, _M, _W, _D, _C)}
+    has = {k: actions.count(code == k) > 0 for k in (_R, _M, _W, _D, _C)}
     kind = np.full(n, OTHER)
     kind[has[_M]] = MOVE
     kind[has[_W] & ~has[_M]] = WHEEL
     kind[has[_C]] = POINT_CLICK
     kind[has[_D]] = DRAG
     pointer_action = (kind == MOVE) | (kind == POINT_CLICK) | (kind == DRAG)
-    steps = step_kinematics(x, y, t, action, pointer_action[action])
+    steps = step_kinematics(x, y, t, action, actions.broadcast(pointer_action))
 
     duration = (t[last] - t[first]) / 1000.0
-    path = grouped.total(steps.distance, action, n)
+    path = actions.total(steps.distance)
     ex, ey = x[last] - x[first], y[last] - y[first]
     displacement = np.hypot(ex, ey)
     straightness = np.where(path > 0, np.minimum(displacement / np.where(path > 0, path, 1.0), 1.0), 1.0)
     # Distance of each point from its action's start-end line (from the start if they coincide).
-    px, py = x - x[first][action], y - y[first][action]
-    ux, uy, norm = ex[action], ey[action], displacement[action]
+    px, py = x - actions.broadcast(x[first]), y - actions.broadcast(y[first])
+    ux, uy, norm = actions.broadcast(ex), actions.broadcast(ey), actions.broadcast(displacement)
     off_line = np.where(norm > 0, np.abs(ux * py - uy * px) / np.where(norm > 0, norm, 1.0), np.hypot(px, py))
-    max_deviation = grouped.extreme(off_line, action, n)
+    max_deviation = actions.extreme(off_line)
     mean_speed = np.where(duration > 0, path / np.where(duration > 0, duration, 1.0), 0.0)
-    max_speed = grouped.extreme(steps.speed, action, n, steps.timed)
-    critical = grouped.count(action, n, steps.turn_valid & (np.abs(steps.turn) > CRITICAL_ANGLE))
+    max_speed = actions.extreme(steps.speed, steps.timed)
+    critical = actions.count(steps.turn_valid & (np.abs(steps.turn) > CRITICAL_ANGLE))
     angle = np.arctan2(ey, ex)
     direction = np.where(displacement > 0, np.floor((angle + np.pi / 8) / (np.pi / 4)) % 8, -1).astype(np.int64)
 
@@ -201,9 +204,9 @@ def measure_actions(
     same_next = np.r_[action[1:] == action[:-1], False]
     is_click = code == _C
     has_prev = ~start
-    pause = grouped.extreme(np.where(is_click & has_prev, (t - prev_t) / 1000.0, -1.0), action, n, fill=-1.0)
+    pause = actions.extreme(np.where(is_click & has_prev, (t - prev_t) / 1000.0, -1.0), fill=-1.0)
     dwell_event = is_click & same_next & (next_code == _R)
-    dwell = grouped.extreme(np.where(dwell_event, (next_t - t) / 1000.0, -1.0), action, n, fill=-1.0)
+    dwell = actions.extreme(np.where(dwell_event, (next_t - t) / 1000.0, -1.0), fill=-1.0)
     wheel_rate = np.where((kind == WHEEL) & (duration > 0), count / np.where(duration > 0, duration, 1.0), 0.0)
 
     table = Actions(

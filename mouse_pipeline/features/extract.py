@@ -9,6 +9,8 @@ event, action or session.
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Literal
 
@@ -16,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from mouse_pipeline import contract as c
-from mouse_pipeline.features import grouped
+from mouse_pipeline.features.grouped import Groups
 from mouse_pipeline.features.actions import (
     ACTION_NAMES, DRAG, MOVE, POINT_CLICK, WHEEL, action_starts, measure_actions,
 )
@@ -30,7 +32,7 @@ ID_COLUMNS: tuple[str, ...] = (c.SESSION_ID, WINDOW, c.USER_ID)
 QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)
 _Q3 = (0.1, 0.5, 0.9)
 #: Device-pixel ratios whose coordinate grid is tested (see ``pixel_grid_*`` features).
-PIXEL_RATIOS = (1.25, 1.5, 1.75, 2.0, 2.5, 3.0)
+PIXEL_RATIOS = (1.25, 1.5, 1.75, 2.0)
 
 
 @dataclass(frozen=True)
@@ -72,7 +74,7 @@ def _segments(se: SegmentedEvents, config: FeatureConfig) -> tuple[np.ndarray, n
     if config.window_size > 0 and config.window_unit == "actions":
         unit = np.cumsum(action_starts(se.code, se.t, session_start, config.pause_ms)) - 1
         unit_rank = unit - unit[np.flatnonzero(session_start)][se.session]
-        unit_count = grouped.extreme(unit_rank, se.session, se.n_sessions) + 1
+        unit_count = Groups(se.session, se.n_sessions).extreme(unit_rank) + 1
     else:
         unit_rank = se.rank
         unit_count = np.bincount(se.session, minlength=se.n_sessions)
@@ -82,16 +84,21 @@ def _segments(se: SegmentedEvents, config: FeatureConfig) -> tuple[np.ndarray, n
     return segment, window[new]
 
 
-def _stats(out: dict, name: str, values: np.ndarray, group: np.ndarray, n: int,
-           mask: np.ndarray | None, qs: tuple[float, ...] = _Q3, spread: bool = True) -> None:
-    out[f"{name}_mean"] = grouped.mean(values, group, n, mask)
+def _stats(out: dict, name: str, values: np.ndarray, groups: Groups, mask: np.ndarray | None,
+           qs: tuple[float, ...] = _Q3, spread: bool = True) -> None:
+    """Mean, standard deviation (if ``spread``) and quantiles of values per group."""
+    mean, spread_values = groups.moments(values, mask)
+    out[f"{name}_mean"] = mean
     if spread:
-        out[f"{name}_std"] = grouped.std(values, group, n, mask)
-    for q, column in zip(qs, grouped.quantiles(values, group, n, qs, mask).T):
+        out[f"{name}_std"] = spread_values
+    for q, column in zip(qs, groups.quantiles(values, qs, mask).T):
         out[f"{name}_q{round(q * 100):02d}"] = column
 
 
-def extract_features(events: pd.DataFrame, config: FeatureConfig = FeatureConfig()) -> pd.DataFrame:
+def extract_features(
+    events: pd.DataFrame, config: FeatureConfig = FeatureConfig(), chunk_events: int = 250_000,
+    threads: int | None = None,
+) -> pd.DataFrame:
     """Behavioural features of every session (or window) of ``events``.
 
     Parameters
@@ -101,6 +108,13 @@ def extract_features(events: pd.DataFrame, config: FeatureConfig = FeatureConfig
         order: they are sorted by ``(session_id, timestamp)`` here.
     config:
         Windows and action segmentation.
+    chunk_events:
+        After the sort, whole sessions are grouped into chunks of about this
+        many events, featurised independently (a session never spans two
+        chunks, so the result does not depend on the chunking) on a thread
+        pool: numpy releases the GIL, and intermediate arrays stay small.
+    threads:
+        Worker threads (default: the number of CPUs).
 
     Returns
     -------
@@ -113,75 +127,97 @@ def extract_features(events: pd.DataFrame, config: FeatureConfig = FeatureConfig
     se = sort_events(events)
     if se.n_events == 0:
         raise ValueError("no events to featurise")
+    bounds = chunk_bounds(se.session, max(chunk_events, 1))
+    if len(bounds) == 2:
+        table = _featurise(se, config)
+    else:
+        with ThreadPoolExecutor(max_workers=threads or os.cpu_count() or 1) as pool:
+            chunks = zip(bounds[:-1], bounds[1:])
+            table = pd.concat(list(pool.map(lambda b: _featurise(se.slice(*b), config), chunks)), ignore_index=True)
+    if not table[c.SESSION_ID].is_monotonic_increasing:  # sessions came in input order
+        table = table.sort_values([c.SESSION_ID, WINDOW], kind="stable", ignore_index=True)
+    return table
+
+
+def chunk_bounds(session: np.ndarray, chunk_events: int) -> np.ndarray:
+    """Row bounds of chunks of about ``chunk_events`` rows that never split a session."""
+    boundaries = np.r_[np.flatnonzero(np.r_[True, session[1:] != session[:-1]]), len(session)]
+    wanted = np.arange(chunk_events, len(session), chunk_events)
+    cuts = boundaries[np.searchsorted(boundaries, wanted)]  # first session start at or after each
+    return np.unique(np.r_[0, cuts, len(session)]).astype(np.int64)
+
+
+def _featurise(se: SegmentedEvents, config: FeatureConfig) -> pd.DataFrame:
+    """Features of sorted events (one chunk of whole sessions)."""
     segment, windows = _segments(se, config)
     n = int(segment[-1]) + 1
     first_of_segment = np.r_[True, segment[1:] != segment[:-1]]
     x, y, t, code = se.x, se.y, se.t, se.code
 
-    out: dict[str, np.ndarray] = notebook_features(x, y, t, code, segment, n)
+    segments = Groups(segment, n)
+    out: dict[str, np.ndarray] = notebook_features(x, y, t, code, segments)
 
     start = action_starts(code, t, first_of_segment, config.pause_ms)
     action, acts, steps = measure_actions(x, y, t, code, segment, start)
 
     # Event-level kinematics.
     timed = steps.timed
-    _stats(out, "speed", steps.speed, segment, n, timed, QUANTILES)
+    _stats(out, "speed", steps.speed, segments, timed, QUANTILES)
     safe_dt = np.where(timed, steps.dt, 1.0)
-    out["vx_mean"] = grouped.mean(steps.dx / safe_dt, segment, n, timed)
-    out["vy_mean"] = grouped.mean(steps.dy / safe_dt, segment, n, timed)
-    out["vx_std"] = grouped.std(steps.dx / safe_dt, segment, n, timed)
-    out["vy_std"] = grouped.std(steps.dy / safe_dt, segment, n, timed)
-    _stats(out, "accel", np.abs(steps.accel), segment, n, steps.accel_valid)
-    _stats(out, "jerk", np.abs(steps.jerk), segment, n, steps.jerk_valid, spread=False)
-    _stats(out, "angular_velocity", np.abs(steps.angular_velocity), segment, n,
+    out["vx_mean"], out["vx_std"] = segments.moments(steps.dx / safe_dt, timed)
+    out["vy_mean"], out["vy_std"] = segments.moments(steps.dy / safe_dt, timed)
+    _stats(out, "accel", np.abs(steps.accel), segments, steps.accel_valid)
+    _stats(out, "jerk", np.abs(steps.jerk), segments, steps.jerk_valid, spread=False)
+    _stats(out, "angular_velocity", np.abs(steps.angular_velocity), segments,
            steps.turn_valid & timed, spread=False)
-    _stats(out, "curvature", np.abs(steps.curvature), segment, n, steps.curvature_valid, spread=False)
+    _stats(out, "curvature", np.abs(steps.curvature), segments, steps.curvature_valid, spread=False)
 
     # Timing: gaps between consecutive events, and the mousemove sampling interval.
     gap = np.r_[0.0, np.diff(t)]
     inner = ~first_of_segment
-    _stats(out, "event_gap_ms", gap, segment, n, inner, QUANTILES, spread=False)
+    _stats(out, "event_gap_ms", gap, segments, inner, QUANTILES, spread=False)
     sampled = inner & (code == int(c.EventType.MOVE)) & (np.r_[0, code[:-1]] == int(c.EventType.MOVE))
-    _stats(out, "move_interval_ms", gap, segment, n, sampled & (gap <= config.pause_ms), QUANTILES)
-    out["duplicate_timestamp_ratio"] = grouped.mean((gap == 0).astype(float), segment, n, inner)
-    duration = grouped.extreme(t, segment, n) - grouped.extreme(t, segment, n, largest=False)
+    _stats(out, "move_interval_ms", gap, segments, sampled & (gap <= config.pause_ms), QUANTILES)
+    out["duplicate_timestamp_ratio"] = segments.mean((gap == 0).astype(float), inner)
+    duration = segments.extreme(t) - segments.extreme(t, largest=False)
     out["duration_s"] = duration / 1000.0
     out["events_per_s"] = out["nbpoints"] / np.maximum(duration / 1000.0, 1e-3)
 
     # Actions, aggregated per segment.
     a_seg, kind = acts.segment, acts.kind
-    n_actions = grouped.count(a_seg, n)
+    action_segments = Groups(a_seg, n)
+    n_actions = action_segments.count()
     out["n_actions"] = n_actions
     for k, name in enumerate(ACTION_NAMES):
-        out[f"action_{name}_ratio"] = grouped.count(a_seg, n, kind == k) / n_actions
+        out[f"action_{name}_ratio"] = action_segments.count(kind == k) / n_actions
     pointer = (kind == MOVE) | (kind == POINT_CLICK) | (kind == DRAG)
     for name in ("duration", "path_length", "straightness", "max_deviation", "mean_speed",
                  "max_speed", "critical_points", "n_events"):
-        _stats(out, f"action_{name}", getattr(acts, name), a_seg, n, pointer)
+        _stats(out, f"action_{name}", getattr(acts, name), action_segments, pointer)
     directed = pointer & (acts.direction >= 0)
-    n_directed = np.maximum(grouped.count(a_seg, n, directed), 1)
+    n_directed = np.maximum(action_segments.count(directed), 1)
     for sector in range(8):
-        out[f"direction_{sector}_ratio"] = grouped.count(a_seg, n, directed & (acts.direction == sector)) / n_directed
+        out[f"direction_{sector}_ratio"] = action_segments.count(directed & (acts.direction == sector)) / n_directed
     clicked = acts.pause_before_click >= 0
-    _stats(out, "pause_before_click", acts.pause_before_click, a_seg, n, clicked, spread=False)
+    _stats(out, "pause_before_click", acts.pause_before_click, action_segments, clicked, spread=False)
     dwelled = acts.click_dwell >= 0
-    out["click_dwell_mean"] = grouped.mean(acts.click_dwell, a_seg, n, dwelled)
-    n_clicks = grouped.count(segment, n, code == int(c.EventType.CLICK))
-    out["click_release_ratio"] = grouped.count(a_seg, n, dwelled) / np.maximum(n_clicks, 1)
+    out["click_dwell_mean"] = action_segments.mean(acts.click_dwell, dwelled)
+    n_clicks = segments.count(code == int(c.EventType.CLICK))
+    out["click_release_ratio"] = action_segments.count(dwelled) / np.maximum(n_clicks, 1)
     wheel = kind == WHEEL
-    out["wheel_run_mean"] = grouped.mean(acts.n_events, a_seg, n, wheel)
-    out["wheel_rate_mean"] = grouped.mean(acts.wheel_rate, a_seg, n, wheel)
+    out["wheel_run_mean"] = action_segments.mean(acts.n_events, wheel)
+    out["wheel_rate_mean"] = action_segments.mean(acts.wheel_rate, wheel)
 
     # Idle gaps between consecutive actions of a segment (s).
     follows = np.r_[False, a_seg[1:] == a_seg[:-1]]
     idle = np.r_[0.0, acts.t_start[1:] - acts.t_end[:-1]] / 1000.0
-    _stats(out, "idle_log_s", np.log1p(np.maximum(idle, 0.0)), a_seg, n, follows, spread=False)
-    out["idle_max_log_s"] = np.log1p(grouped.extreme(idle, a_seg, n, follows))
-    out["long_pause_ratio"] = grouped.mean((idle > config.pause_ms / 1000.0).astype(float), a_seg, n, follows)
+    _stats(out, "idle_log_s", np.log1p(np.maximum(idle, 0.0)), action_segments, follows, spread=False)
+    out["idle_max_log_s"] = np.log1p(action_segments.extreme(idle, follows))
+    out["long_pause_ratio"] = action_segments.mean((idle > config.pause_ms / 1000.0).astype(float), follows)
 
     # Event-type transitions: share of consecutive pairs (from, to) within a segment.
     pair = (np.r_[0, code[:-1]] - 1) * 5 + (code - 1)
-    n_pairs = np.maximum(grouped.count(segment, n, inner), 1)
+    n_pairs = np.maximum(segments.count(inner), 1)
     counts = np.bincount(segment[inner] * 25 + pair[inner], minlength=n * 25).reshape(n, 25)
     for a in c.EVENT_CODES:
         for b in c.EVENT_CODES:
@@ -189,17 +225,17 @@ def extract_features(events: pd.DataFrame, config: FeatureConfig = FeatureConfig
 
     # Extent of the screen used, and the display's coordinate grid.
     for name, v in (("x", x), ("y", y)):
-        hi, lo = grouped.extreme(v, segment, n), grouped.extreme(v, segment, n, largest=False)
+        hi, lo = segments.extreme(v), segments.extreme(v, largest=False)
         out[f"{name}_max"], out[f"{name}_min"], out[f"{name}_range"] = hi, lo, hi - lo
-        q05, q95 = grouped.quantiles(v, segment, n, (0.05, 0.95)).T
-        out[f"{name}_q05"], out[f"{name}_q95"] = q05, q95
-    fractional = (x % 1 != 0) | (y % 1 != 0)
-    out["fractional_coordinate_ratio"] = grouped.mean(fractional.astype(float), segment, n)
-    # Scaled displays report CSS pixels on a grid of 1/ratio device pixels:
-    # the share of points on each candidate grid tells the device-pixel ratio.
+    fraction_x = x - np.floor(x)
+    fractional = (fraction_x != 0) | (y != np.floor(y))
+    out["fractional_coordinate_ratio"] = segments.mean(fractional.astype(float))
+    # Scaled displays report CSS pixels on a grid of 1/ratio device pixels: the share of
+    # x coordinates on each candidate grid tells the device-pixel ratio.
     for ratio in PIXEL_RATIOS:
-        on_grid = (np.abs(x * ratio - np.round(x * ratio)) < 0.02) & (np.abs(y * ratio - np.round(y * ratio)) < 0.02)
-        out[f"pixel_grid_{ratio:g}_ratio"] = grouped.mean(on_grid.astype(float), segment, n)
+        scaled = fraction_x * ratio
+        on_grid = np.abs(scaled - np.round(scaled)) < 0.02
+        out[f"pixel_grid_{ratio:g}_ratio"] = segments.mean(on_grid.astype(float))
 
     first_rows = np.flatnonzero(first_of_segment)
     table = pd.DataFrame({c.SESSION_ID: se.session_ids[se.session[first_rows]], WINDOW: windows})

@@ -1,12 +1,14 @@
 """Vectorised reductions over contiguous groups of a sorted array.
 
 Feature code sorts the events once, so every session, window and action is a
-contiguous run of rows. The helpers here reduce a value array over such runs
-in one numpy call each (``bincount``, ``reduceat``, one ``lexsort`` for
-quantiles), never a Python loop per group. Groups are given as an integer id
-per row (``0 .. n_groups-1``, non-decreasing). Values may be masked: a row
-whose mask is False does not count, and a group with no counted row gets
-``fill`` so that results are always finite.
+contiguous run of rows. :class:`Groups` describes such runs (an integer id per
+row, ``0 .. n-1``, non-decreasing) and reduces value arrays over them in one
+numpy call each: ``reduceat`` for sums and extremes (a sequential pass, no
+scatter), one packed-key ``sort`` for quantiles. No Python loop per group.
+
+Values may be masked: a row whose mask is False does not count, and a group
+with no counted row gets ``fill``, so that results are always finite.
+Masked-out rows are multiplied by zero in sums, so they must hold finite values.
 """
 
 from __future__ import annotations
@@ -14,84 +16,126 @@ from __future__ import annotations
 import numpy as np
 
 
-def starts_of(group: np.ndarray, n_groups: int) -> np.ndarray:
-    """Index of the first row of each group (all groups non-empty, ids sorted)."""
-    return np.searchsorted(group, np.arange(n_groups), side="left")
+def _sortable_bits(values: np.ndarray) -> np.ndarray:
+    """Order-preserving map of float32 values to uint32 (IEEE-754 sign trick)."""
+    bits = values.astype(np.float32).view(np.uint32)
+    negative = (bits >> 31).astype(bool)
+    return np.where(negative, ~bits, bits | np.uint32(0x80000000))
 
 
-def count(group: np.ndarray, n_groups: int, mask: np.ndarray | None = None) -> np.ndarray:
-    """Number of (masked) rows per group, as float64."""
-    weights = None if mask is None else mask.astype(np.float64)
-    return np.bincount(group, weights=weights, minlength=n_groups).astype(np.float64)
+def _float_from_bits(bits: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`_sortable_bits`, as float64."""
+    bits = bits.astype(np.uint32)
+    was_negative = (bits >> 31) == 0
+    raw = np.where(was_negative, ~bits, bits & np.uint32(0x7FFFFFFF))
+    return raw.view(np.float32).astype(np.float64)
 
 
-def total(values: np.ndarray, group: np.ndarray, n_groups: int, mask: np.ndarray | None = None) -> np.ndarray:
-    """Sum of (masked) values per group; 0 for an empty group."""
-    v = values if mask is None else np.where(mask, values, 0.0)
-    return np.bincount(group, weights=v, minlength=n_groups)
+class Groups:
+    """Contiguous groups of rows: ``ids`` (non-decreasing ints) and their number ``n``.
 
-
-def mean(
-    values: np.ndarray, group: np.ndarray, n_groups: int, mask: np.ndarray | None = None,
-    fill: float = 0.0,
-) -> np.ndarray:
-    """Mean of (masked) values per group; ``fill`` for an empty group."""
-    n = count(group, n_groups, mask)
-    s = total(values, group, n_groups, mask)
-    return np.where(n > 0, s / np.maximum(n, 1), fill)
-
-
-def std(
-    values: np.ndarray, group: np.ndarray, n_groups: int, mask: np.ndarray | None = None,
-    fill: float = 0.0,
-) -> np.ndarray:
-    """Population standard deviation per group (two-pass, numerically stable)."""
-    m = mean(values, group, n_groups, mask)
-    dev = values - m[group]
-    var = mean(dev * dev, group, n_groups, mask)
-    n = count(group, n_groups, mask)
-    return np.where(n > 0, np.sqrt(np.maximum(var, 0.0)), fill)
-
-
-def extreme(
-    values: np.ndarray, group: np.ndarray, n_groups: int, mask: np.ndarray | None = None,
-    fill: float = 0.0, largest: bool = True,
-) -> np.ndarray:
-    """Maximum (or minimum) of (masked) values per group; ``fill`` for an empty group."""
-    if len(values) == 0:
-        return np.full(n_groups, fill)
-    sentinel = -np.inf if largest else np.inf
-    v = values if mask is None else np.where(mask, values, sentinel)
-    ufunc = np.maximum if largest else np.minimum
-    out = np.full(n_groups, sentinel)
-    present = np.bincount(group, minlength=n_groups) > 0
-    starts = starts_of(group, n_groups)[present]
-    out[present] = ufunc.reduceat(v, starts)
-    return np.where(np.isfinite(out), out, fill)
-
-
-def quantiles(
-    values: np.ndarray, group: np.ndarray, n_groups: int, qs: tuple[float, ...],
-    mask: np.ndarray | None = None, fill: float = 0.0,
-) -> np.ndarray:
-    """Quantiles per group with linear interpolation (numpy's default method).
-
-    Returns an array of shape ``(n_groups, len(qs))``; ``fill`` for an empty group.
+    Group boundaries are found once, then shared by every reduction.
     """
-    if mask is not None:
-        values, group = values[mask], group[mask]
-    out = np.full((n_groups, len(qs)), fill, dtype=np.float64)
-    if len(values) == 0:
+
+    def __init__(self, ids: np.ndarray, n: int):
+        self.ids = ids
+        self.n = n
+        self.starts = np.searchsorted(ids, np.arange(n), side="left")
+        self.sizes = np.diff(np.r_[self.starts, len(ids)])
+        self.present = self.sizes > 0
+        self._present_starts = self.starts[self.present]
+        self._all_present = bool(self.present.all())
+
+    def _reduce(self, ufunc: np.ufunc, values: np.ndarray, empty: float) -> np.ndarray:
+        if self._all_present:
+            return ufunc.reduceat(values, self.starts).astype(np.float64, copy=False)
+        out = np.full(self.n, empty, dtype=np.float64)
+        if len(self._present_starts):
+            out[self.present] = ufunc.reduceat(values, self._present_starts)
         return out
-    ordered = values[np.lexsort((values, group))]
-    n = np.bincount(group, minlength=n_groups)
-    present = n > 0
-    first = (np.cumsum(n) - n)[present]
-    size = n[present]
-    for j, q in enumerate(qs):  # one vectorised pass per quantile level, not per group
-        pos = q * (size - 1)
-        lo = np.floor(pos).astype(np.int64)
-        hi = np.minimum(lo + 1, size - 1)
-        frac = pos - lo
-        out[present, j] = ordered[first + lo] * (1 - frac) + ordered[first + hi] * frac
-    return out
+
+    def count(self, mask: np.ndarray | None = None) -> np.ndarray:
+        """Number of (masked) rows per group, as float64."""
+        if mask is None:
+            return self.sizes.astype(np.float64)
+        return self._reduce(np.add, mask.astype(np.float64), 0.0)
+
+    def total(self, values: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+        """Sum of (masked) values per group; 0 for an empty group."""
+        return self._reduce(np.add, values if mask is None else values * mask, 0.0)
+
+    def mean(self, values: np.ndarray, mask: np.ndarray | None = None, fill: float = 0.0) -> np.ndarray:
+        """Mean of (masked) values per group; ``fill`` for an empty group."""
+        n = self.count(mask)
+        return np.where(n > 0, self.total(values, mask) / np.maximum(n, 1.0), fill)
+
+    def moments(
+        self, values: np.ndarray, mask: np.ndarray | None = None, fill: float = 0.0
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Mean and population standard deviation per group.
+
+        The variance is the mean squared deviation from the group mean
+        (two-pass), which stays accurate for values far from zero.
+        """
+        n = self.count(mask)
+        has = n > 0
+        safe_n = np.maximum(n, 1.0)
+        m = self.total(values, mask) / safe_n
+        dev = values - np.repeat(m, self.sizes)
+        var = self.total(dev * dev, mask) / safe_n
+        return np.where(has, m, fill), np.where(has, np.sqrt(np.maximum(var, 0.0)), fill)
+
+    def extreme(
+        self, values: np.ndarray, mask: np.ndarray | None = None, fill: float = 0.0, largest: bool = True
+    ) -> np.ndarray:
+        """Maximum (or minimum) of (masked) values per group; ``fill`` for an empty group."""
+        sentinel = -np.inf if largest else np.inf
+        v = values if mask is None else np.where(mask, values, sentinel)
+        out = self._reduce(np.maximum if largest else np.minimum, v, sentinel)
+        return np.where(np.isfinite(out), out, fill)
+
+    def first(self, values: np.ndarray, fill: float = 0.0) -> np.ndarray:
+        """Value of the first row of each group; ``fill`` for an empty group."""
+        out = np.full(self.n, fill, dtype=np.float64)
+        out[self.present] = values[self._present_starts]
+        return out
+
+    def broadcast(self, per_group: np.ndarray) -> np.ndarray:
+        """Repeat one value per group onto the group's rows."""
+        return np.repeat(per_group, self.sizes)
+
+    def quantiles(
+        self, values: np.ndarray, qs: tuple[float, ...], mask: np.ndarray | None = None, fill: float = 0.0
+    ) -> np.ndarray:
+        """Quantiles per group with linear interpolation (numpy's default method).
+
+        Values are ranked at float32 precision (about 7 significant digits):
+        each (group, value) pair is packed into one uint64 key, so a single
+        ``np.sort`` (SIMD-accelerated, no permutation) orders every group at
+        once, many times faster than a two-key ``lexsort``. Results do not
+        depend on the other groups present.
+
+        Returns an array of shape ``(n, len(qs))``; ``fill`` for an empty group.
+        """
+        out = np.full((self.n, len(qs)), fill, dtype=np.float64)
+        ids = self.ids if mask is None else self.ids[mask]
+        if mask is not None:
+            values = values[mask]
+        if len(values) == 0:
+            return out
+        if self.n >= 2**32:
+            raise ValueError("too many groups for packed-key quantiles")
+        keys = (ids.astype(np.uint64) << np.uint64(32)) | _sortable_bits(values).astype(np.uint64)
+        keys.sort()
+        ordered = _float_from_bits(keys & np.uint64(0xFFFFFFFF))
+        size = self.count(mask).astype(np.int64)
+        present = size > 0
+        first = (np.cumsum(size) - size)[present]
+        size = size[present]
+        for j, q in enumerate(qs):  # one vectorised pass per quantile level, not per group
+            pos = q * (size - 1)
+            lo = np.floor(pos).astype(np.int64)
+            hi = np.minimum(lo + 1, size - 1)
+            frac = pos - lo
+            out[present, j] = ordered[first + lo] * (1 - frac) + ordered[first + hi] * frac
+        return out

@@ -33,7 +33,7 @@ from __future__ import annotations
 import numpy as np
 
 from mouse_pipeline.contract import EVENT_CODES, EventType
-from mouse_pipeline.features import grouped
+from mouse_pipeline.features.grouped import Groups
 
 NOTEBOOK_FEATURES: tuple[str, ...] = (
     "center_x", "center_y", "center_click_x", "center_click_y", "first_x", "first_y",
@@ -43,21 +43,16 @@ NOTEBOOK_FEATURES: tuple[str, ...] = (
 
 
 def notebook_features(
-    x: np.ndarray, y: np.ndarray, t: np.ndarray, code: np.ndarray, segment: np.ndarray,
-    n_segments: int,
+    x: np.ndarray, y: np.ndarray, t: np.ndarray, code: np.ndarray, segments: Groups
 ) -> dict[str, np.ndarray]:
     """The 17 notebook features per segment (arrays sorted by segment, then time)."""
-    n = grouped.count(segment, n_segments)
-    cx = grouped.mean(x, segment, n_segments)
-    cy = grouped.mean(y, segment, n_segments)
+    n = segments.count()
+    cx, cy = segments.mean(x), segments.mean(y)
     click = code == int(EventType.CLICK)
-    has_click = grouped.count(segment, n_segments, click) > 0
-    first = grouped.starts_of(segment, n_segments)
+    has_click = segments.count(click) > 0
 
-    dx, dy = x - cx[segment], y - cy[segment]
-    var_x = grouped.mean(dx * dx, segment, n_segments)
-    var_y = grouped.mean(dy * dy, segment, n_segments)
-    cov = grouped.mean(dx * dy, segment, n_segments)
+    dx, dy = x - segments.broadcast(cx), y - segments.broadcast(cy)
+    var_x, var_y, cov = segments.mean(dx * dx), segments.mean(dy * dy), segments.mean(dx * dy)
     scale = np.maximum(var_x + var_y, 1e-300)
     flat_x = var_x <= 1e-12 * scale
     slope = np.where(flat_x, 0.0, cov / np.where(flat_x, 1.0, var_x))
@@ -68,24 +63,25 @@ def notebook_features(
     narrow = np.where(large > 0, small / np.where(large > 0, large, 1.0), 0.0)
 
     moves = code == int(EventType.MOVE)
-    t_moves, seg_moves = t[moves], segment[moves]
-    between = np.r_[False, seg_moves[1:] == seg_moves[:-1]]
+    move_segments = Groups(segments.ids[moves], segments.n)
+    t_moves = t[moves]
+    between = np.r_[False, move_segments.ids[1:] == move_segments.ids[:-1]]
     gaps = np.r_[0.0, np.diff(t_moves)]
 
     out = {
         "center_x": cx,
         "center_y": cy,
-        "center_click_x": np.where(has_click, grouped.mean(x, segment, n_segments, click), cx),
-        "center_click_y": np.where(has_click, grouped.mean(y, segment, n_segments, click), cy),
-        "first_x": x[first],
-        "first_y": y[first],
-        "radius": np.sqrt(grouped.extreme(dx * dx + dy * dy, segment, n_segments)),
+        "center_click_x": np.where(has_click, segments.mean(x, click), cx),
+        "center_click_y": np.where(has_click, segments.mean(y, click), cy),
+        "first_x": segments.first(x),
+        "first_y": segments.first(y),
+        "radius": np.sqrt(segments.extreme(dx * dx + dy * dy)),
         "slope": slope,
         "narrow": narrow,
     }
     for k in EVENT_CODES:
-        out[f"ev{k}"] = grouped.count(segment, n_segments, code == k) / n
-    out["stress"] = grouped.extreme(gaps, seg_moves, n_segments, between, largest=False)
-    out["chill"] = grouped.extreme(gaps, seg_moves, n_segments, between)
+        out[f"ev{k}"] = segments.count(code == k) / n
+    out["stress"] = move_segments.extreme(gaps, between, largest=False)
+    out["chill"] = move_segments.extreme(gaps, between)
     out["nbpoints"] = n
     return out

@@ -52,6 +52,37 @@ class SegmentedEvents:
     def n_sessions(self) -> int:
         return len(self.session_ids)
 
+    def slice(self, lo: int, hi: int) -> "SegmentedEvents":
+        """Rows ``lo:hi`` (whole sessions), with sessions renumbered from 0."""
+        first, last = int(self.session[lo]), int(self.session[hi - 1]) + 1
+        return SegmentedEvents(
+            t=self.t[lo:hi], x=self.x[lo:hi], y=self.y[lo:hi], code=self.code[lo:hi],
+            session=self.session[lo:hi] - first, rank=self.rank[lo:hi],
+            session_ids=self.session_ids[first:last],
+            session_users=None if self.session_users is None else self.session_users[first:last],
+        )
+
+
+def sort_order(codes: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """Stable order by (session code, timestamp); equal timestamps keep input order.
+
+    Input that is already sorted (as ingestion leaves it) costs one linear
+    check. Otherwise both keys are packed into one int64 when their ranges
+    fit in 63 bits (one stable argsort), else a two-key ``lexsort``.
+    """
+    n = len(codes)
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    step_code = np.diff(codes)
+    if (step_code >= 0).all() and ((step_code > 0) | (np.diff(t) >= 0)).all():
+        return np.arange(n, dtype=np.int64)
+    t_span = int(t.max() - t.min())
+    code_bits, t_bits = int(codes.max()).bit_length(), t_span.bit_length()
+    if code_bits + t_bits <= 63:
+        key = (codes.astype(np.int64) << t_bits) | (t - t.min())
+        return np.argsort(key, kind="stable")
+    return np.lexsort((t, codes))
+
 
 def sort_events(events: pd.DataFrame) -> SegmentedEvents:
     """Sort once by ``(session_id, timestamp)`` and turn the frame into arrays.
@@ -63,17 +94,17 @@ def sort_events(events: pd.DataFrame) -> SegmentedEvents:
     missing = [col for col in c.TEST_COLUMNS if col != c.UID and col not in events.columns]
     if missing:
         raise KeyError(f"events frame lacks column(s) {missing}")
-    codes, session_ids = pd.factorize(events[c.SESSION_ID], sort=True)
+    codes, session_ids = pd.factorize(events[c.SESSION_ID], sort=False)  # appearance order
     t = events[c.TIMESTAMP].to_numpy(dtype=np.int64)
-    order = np.lexsort((t, codes))  # stable: equal timestamps keep input order
+    order = sort_order(codes, t)
     session = codes[order].astype(np.int64)
     n = len(session)
     starts = np.r_[0, np.flatnonzero(np.diff(session)) + 1] if n else np.zeros(0, np.int64)
     sizes = np.diff(np.r_[starts, n])
     rank = np.arange(n, dtype=np.int64) - np.repeat(starts, sizes)
     users = None
-    if c.USER_ID in events.columns:
-        users = events[c.USER_ID].to_numpy()[order][starts].astype(str)
+    if c.USER_ID in events.columns:  # one lookup per session, not a copy of the column
+        users = events[c.USER_ID].iloc[order[starts]].to_numpy().astype(str)
     return SegmentedEvents(
         t=(t[order] - (t[order][starts][session] if n else 0)).astype(np.float64),
         x=events[c.SCREEN_X].to_numpy(dtype=np.float64)[order],

@@ -19,7 +19,9 @@ def _read(path, labelled: bool) -> IngestResult:
         raise dg.Failure(description=str(exc), metadata={"file": str(path)}) from exc
 
 
-def _outputs(result: IngestResult, events_key: str, rejected_key: str, simulated: bool):
+def _outputs(context: dg.AssetExecutionContext, result: IngestResult, events_key: str, rejected_key: str,
+             simulated: bool):
+    """Outputs of one ingestion, only those selected (the multi-asset can be subset)."""
     events = result.events
     counts = result.counts()
     meta = {
@@ -32,13 +34,15 @@ def _outputs(result: IngestResult, events_key: str, rejected_key: str, simulated
     }
     if c.USER_ID in events:
         meta["users"] = int(events[c.USER_ID].nunique())
-    yield dg.Output(events, events_key, metadata=meta)
-    yield dg.Output(
-        result.rejected,
-        rejected_key,
-        metadata={"rows_rejected": result.rows_rejected, "source_file": result.source_file,
-                  "dagster/row_count": result.rows_rejected, "preview": table_preview(result.rejected)},
-    )
+    if events_key in context.op_execution_context.selected_output_names:
+        yield dg.Output(events, events_key, metadata=meta)
+    if rejected_key in context.op_execution_context.selected_output_names:
+        yield dg.Output(
+            result.rejected,
+            rejected_key,
+            metadata={"rows_rejected": result.rows_rejected, "source_file": result.source_file,
+                      "dagster/row_count": result.rows_rejected, "preview": table_preview(result.rejected)},
+        )
 
 
 @dg.multi_asset(
@@ -46,17 +50,20 @@ def _outputs(result: IngestResult, events_key: str, rejected_key: str, simulated
         "raw_train_events": dg.AssetOut(
             description="Clean labelled events of the training CSV, sorted by (session_id, timestamp).",
             group_name=GROUP,
+            is_required=False,
         ),
         "rejected_train_events": dg.AssetOut(
             description="Rows of the training CSV that failed parsing, with line number and reason.",
             group_name=GROUP,
+            is_required=False,
         ),
     },
+    can_subset=True,
 )
-def train_events(mouse_data: MouseDataResource):
+def train_events(context: dg.AssetExecutionContext, mouse_data: MouseDataResource):
     """Read the training CSV (MOUSE_TRAIN_CSV, or simulated data)."""
     files = mouse_data.event_files()
-    yield from _outputs(_read(files.train, True), "raw_train_events", "rejected_train_events", files.simulated)
+    yield from _outputs(context, _read(files.train, True), "raw_train_events", "rejected_train_events", files.simulated)
 
 
 @dg.multi_asset(
@@ -64,17 +71,20 @@ def train_events(mouse_data: MouseDataResource):
         "raw_test_events": dg.AssetOut(
             description="Clean unlabelled events of the test CSV, sorted by (session_id, timestamp).",
             group_name=GROUP,
+            is_required=False,
         ),
         "rejected_test_events": dg.AssetOut(
             description="Rows of the test CSV that failed parsing, with line number and reason.",
             group_name=GROUP,
+            is_required=False,
         ),
     },
+    can_subset=True,
 )
-def test_events(mouse_data: MouseDataResource):
+def test_events(context: dg.AssetExecutionContext, mouse_data: MouseDataResource):
     """Read the test CSV (MOUSE_TEST_CSV, or simulated data)."""
     files = mouse_data.event_files()
-    yield from _outputs(_read(files.test, False), "raw_test_events", "rejected_test_events", files.simulated)
+    yield from _outputs(context, _read(files.test, False), "raw_test_events", "rejected_test_events", files.simulated)
 
 
 @dg.asset(group_name=GROUP)

@@ -1,0 +1,71 @@
+"""MLflow: the champion gate, and a registered model that reloads and predicts the same."""
+
+from __future__ import annotations
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow.tracking import MlflowClient
+from sklearn.dummy import DummyClassifier
+
+from mouse_pipeline import tracking
+
+NAME = "gate-test-model"
+
+
+@pytest.fixture()
+def store(tmp_path):
+    uri = tracking.default_tracking_uri(tmp_path)
+    tracking.use_experiment(uri, "gate-test", tmp_path / "artifacts")
+    yield uri
+    mlflow.set_tracking_uri(None)
+
+
+def register(score: float, X: pd.DataFrame, y: np.ndarray) -> str:
+    model = DummyClassifier(strategy="prior").fit(X, y)
+    with mlflow.start_run():
+        mlflow.log_metric("cv_macro_f1", score)
+        _, version = tracking.log_sklearn_model(model, X.head(2), NAME)
+    return version
+
+
+def test_gate_promotes_better_and_keeps_worse_out(store):
+    X = pd.DataFrame({"a": [0.0, 1.0, 2.0, 3.0]})
+    y = np.array(["u1", "u2", "u1", "u2"])
+    client = MlflowClient(store)
+    first = tracking.gate_champion(client, NAME, register(0.80, X, y), 0.80, tolerance=0.02)
+    assert first.promoted and first.previous_version is None
+    within = tracking.gate_champion(client, NAME, register(0.79, X, y), 0.79, tolerance=0.02)
+    assert within.promoted and within.previous_version == "1"
+    worse = tracking.gate_champion(client, NAME, register(0.70, X, y), 0.70, tolerance=0.02)
+    assert not worse.promoted
+    assert "stays registered without the champion alias" in worse.message
+    assert str(client.get_model_version_by_alias(NAME, "champion").version) == "2"
+    assert client.get_model_version(NAME, "3").tags["champion_gate"] == "rejected"
+
+
+def test_registered_model_reloads_and_predicts_the_same(store, tmp_path):
+    from sklearn.linear_model import LogisticRegression
+
+    X = pd.DataFrame({"a": np.linspace(0, 1, 20), "b": np.linspace(1, 0, 20) ** 2})
+    y = np.array(["u1", "u2"] * 10)
+    model = LogisticRegression().fit(X, y)
+    with mlflow.start_run():
+        mlflow.log_metric("cv_macro_f1", 0.5)
+        _, version = tracking.log_sklearn_model(model, X.head(3), NAME)
+    tracking.gate_champion(MlflowClient(store), NAME, version, 0.5, 0.0)
+    loaded, champion = tracking.load_champion(store, NAME)
+    assert str(champion.version) == version
+    np.testing.assert_allclose(loaded.predict_proba(X), model.predict_proba(X))
+
+
+def test_missing_champion_is_a_clear_error(store):
+    with pytest.raises(LookupError, match="no model 'nothing-here' with alias 'champion'"):
+        tracking.load_champion(store, "nothing-here")
+
+
+def test_file_sha256(tmp_path):
+    path = tmp_path / "f.txt"
+    path.write_bytes(b"abc")
+    assert tracking.file_sha256(path) == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
