@@ -19,7 +19,8 @@ ALL_ASSETS = {
     "raw_train_events", "raw_test_events", "rejected_train_events", "rejected_test_events",
     "rejected_events", "train_session_features", "test_session_features", "feature_matrix",
     "user_identifier", "model_evaluation", "predictions",
-}
+}  # what the retrain job materialises
+EXPLORATION_ASSETS = {"event_profile", "user_plots"}
 FAST_TRAINING = {"hidden_layer_sizes": [[24]], "alpha": [0.01], "max_iter": 400, "n_splits": 4,
                  "compare_estimators": [], "n_jobs": 1}
 
@@ -53,7 +54,10 @@ def test_definitions_hold_every_asset_check_and_resource(monkeypatch, tmp_path):
     monkeypatch.setenv("MOUSE_WINDOW_SIZE", "25")
     defs = build_definitions()
     graph = defs.resolve_asset_graph()
-    assert {k.to_user_string() for k in graph.get_all_asset_keys()} == ALL_ASSETS
+    assert {k.to_user_string() for k in graph.get_all_asset_keys()} == ALL_ASSETS | EXPLORATION_ASSETS
+    assert {j.name for j in defs.resolve_all_job_defs()} >= {"retrain", "score_new_sessions"}
+    assert [s.name for s in defs.schedules] == ["weekly_retrain"]
+    assert [s.name for s in defs.sensors] == ["inbox_sensor"]
     checks = {k.name for k in graph.asset_check_keys}
     assert {"one_user_per_session", "no_nulls", "enough_sessions_per_user", "users_balanced",
             "event_grammar"} <= checks
@@ -120,7 +124,7 @@ def test_whole_graph_end_to_end_with_a_temporary_mlflow_store(tmp_path, small_fi
     defs = build_definitions(res)
     instance = dg.DagsterInstance.ephemeral()
     config = {"ops": {"user_identifier": {"config": FAST_TRAINING}}}
-    result = run(defs, "*", config, instance)
+    result = run(defs, "* and not group:exploration", config, instance)
     assert result.success
     assert materialized(result) == ALL_ASSETS
     assert all(e.passed for e in result.get_asset_check_evaluations() if e.check_name != "users_balanced")

@@ -1,0 +1,115 @@
+"""Jobs, the retraining schedule and the inbox sensor."""
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import dagster as dg
+
+from mouse_pipeline.defs.resources import MlflowTracking, MouseDataResource
+from mouse_pipeline.ingest import EventFileError
+from mouse_pipeline.scoring import output_name, score_file
+
+#: Everything from ingestion to predictions (the exploration group is left to its own runs).
+retrain = dg.define_asset_job(
+    "retrain",
+    selection=dg.AssetSelection.groups("ingestion", "features", "model", "prediction"),
+    description="Ingest the configured CSVs, validate, featurise, train, register and predict.",
+)
+
+
+class ScoringConfig(dg.Config):
+    """The file to score and the folder name its predictions go to (default: from the file name)."""
+
+    csv_path: str
+    output_name: str = ""
+
+
+@dg.op(description="Validate, featurise and predict one unlabelled CSV with the champion model.")
+def score_csv(
+    context: dg.OpExecutionContext, config: ScoringConfig, mouse_data: MouseDataResource,
+    mlflow_tracking: MlflowTracking,
+) -> dg.Nothing:
+    out = mouse_data.root / "predictions" / "inbox" / (config.output_name or output_name(config.csv_path))
+    try:
+        result = score_file(config.csv_path, out, mlflow_tracking.uri(), mlflow_tracking.registered_model_name,
+                            progress=context.log.info)
+    except (EventFileError, LookupError, ValueError) as exc:
+        raise dg.Failure(description=str(exc), metadata={"file": config.csv_path}) from exc
+    context.add_output_metadata(
+        {
+            "source_file": config.csv_path,
+            "rows_accepted": result.ingest.rows_accepted,
+            "rows_rejected": result.ingest.rows_rejected,
+            "sessions_scored": len(result.sessions),
+            "model_version": result.model_version,
+            "output_folder": dg.MetadataValue.path(str(out)),
+        }
+    )
+
+
+@dg.job(description="Score a new test file with the current champion, without retraining.")
+def score_new_sessions():
+    score_csv()
+
+
+def retrain_schedule() -> dg.ScheduleDefinition:
+    """Weekly by default (``MOUSE_RETRAIN_CRON``); off unless ``MOUSE_RETRAIN_SCHEDULE=on``."""
+    running = os.environ.get("MOUSE_RETRAIN_SCHEDULE", "off").lower() in ("on", "1", "true", "running")
+    return dg.ScheduleDefinition(
+        name="weekly_retrain",
+        job=retrain,
+        cron_schedule=os.environ.get("MOUSE_RETRAIN_CRON", "0 3 * * 1"),
+        default_status=dg.DefaultScheduleStatus.RUNNING if running else dg.DefaultScheduleStatus.STOPPED,
+        description="Retrain on the configured CSVs (cron from MOUSE_RETRAIN_CRON, default Mondays 03:00).",
+    )
+
+
+def file_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def inbox_sensor(inbox_dir: str) -> dg.SensorDefinition:
+    """One ``score_new_sessions`` run per new or changed CSV in ``inbox_dir``.
+
+    The cursor maps each file to the (size, mtime, sha256) last scored, so an
+    unchanged file is hashed once and never scored twice; a changed file is
+    scored again. The run key (path and hash) makes each request idempotent.
+    """
+
+    @dg.sensor(job=score_new_sessions, minimum_interval_seconds=15, name="inbox_sensor",
+               description=f"Scores CSV files dropped into {inbox_dir} (MOUSE_INBOX_DIR).",
+               default_status=dg.DefaultSensorStatus.RUNNING)
+    def _sensor(context: dg.SensorEvaluationContext):
+        seen: dict[str, list] = json.loads(context.cursor) if context.cursor else {}
+        inbox = Path(inbox_dir)
+        if not inbox.is_dir():
+            return dg.SkipReason(f"inbox {inbox} does not exist yet")
+        requests = []
+        for path in sorted(inbox.glob("*.csv")):
+            stat = path.stat()
+            key = str(path.resolve())
+            previous = seen.get(key)
+            if previous and previous[:2] == [stat.st_size, stat.st_mtime_ns]:
+                continue  # untouched since last scored: not even re-hashed
+            digest = file_digest(path)
+            seen[key] = [stat.st_size, stat.st_mtime_ns, digest]
+            if previous and previous[2] == digest:
+                continue  # touched but identical content
+            requests.append(
+                dg.RunRequest(
+                    run_key=f"{key}:{digest}",
+                    run_config={"ops": {"score_csv": {"config": {
+                        "csv_path": key, "output_name": f"{output_name(path)}-{digest[:8]}"}}}},
+                    tags={"inbox_file": path.name},
+                )
+            )
+        context.update_cursor(json.dumps(seen, sort_keys=True))
+        return requests or dg.SkipReason("no new or changed CSV in the inbox")
+
+    return _sensor

@@ -1,0 +1,171 @@
+"""Jobs, schedule, inbox sensor, scoring command, exploration plots and the web server."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import dagster as dg
+import pandas as pd
+import pytest
+
+from mouse_pipeline import contract as c
+from mouse_pipeline.cli import main as cli_main
+from mouse_pipeline.definitions import build_definitions
+from mouse_pipeline.defs.automation import inbox_sensor, retrain_schedule
+from mouse_pipeline_tests.test_pipeline import ALL_ASSETS, FAST_TRAINING, materialized, resources, run
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, small_simulation):
+    """A data folder with a champion trained by the ``retrain`` job on small simulated data."""
+    tmp = tmp_path_factory.mktemp("trained")
+    files = small_simulation.write(tmp / "sim")
+    res = resources(tmp, files["train"], files["test"])
+    defs = build_definitions(res, inbox_dir=str(tmp / "inbox"))
+    result = defs.resolve_job_def("retrain").execute_in_process(
+        instance=dg.DagsterInstance.ephemeral(),
+        run_config={"ops": {"user_identifier": {"config": FAST_TRAINING}}},
+    )
+    assert result.success
+    return {"tmp": tmp, "files": files, "resources": res, "defs": defs, "result": result}
+
+
+def test_retrain_job_covers_ingestion_to_predictions(trained):
+    assert materialized(trained["result"]) == ALL_ASSETS
+    assert (trained["tmp"] / "data" / "predictions" / "Predicted_mouse.csv").exists()
+
+
+def test_schedule_is_weekly_stopped_by_default_and_configurable(monkeypatch, trained):
+    schedule = trained["defs"].resolve_schedule_def("weekly_retrain")
+    assert schedule.cron_schedule == "0 3 * * 1"
+    assert schedule.default_status == dg.DefaultScheduleStatus.STOPPED
+    assert schedule.job_name == "retrain"
+    monkeypatch.setenv("MOUSE_RETRAIN_CRON", "0 * * * *")
+    monkeypatch.setenv("MOUSE_RETRAIN_SCHEDULE", "on")
+    configured = retrain_schedule()
+    assert configured.cron_schedule == "0 * * * *"
+    assert configured.default_status == dg.DefaultScheduleStatus.RUNNING
+    with dg.build_schedule_context(scheduled_execution_time=pd.Timestamp("2026-11-30 03:00")) as context:
+        requests = list(configured.evaluate_tick(context).run_requests or [])
+    assert len(requests) == 1
+
+
+def evaluate(sensor, cursor=None):
+    context = dg.build_sensor_context(cursor=cursor)
+    data = sensor.evaluate_tick(context)
+    return list(data.run_requests or []), data.cursor
+
+
+def test_inbox_sensor_one_run_per_new_or_changed_file(tmp_path, small_files):
+    inbox = tmp_path / "inbox"
+    sensor = inbox_sensor(str(inbox))
+    requests, cursor = evaluate(sensor)
+    assert requests == []
+    inbox.mkdir()
+    (inbox / "batch one.csv").write_bytes(small_files["test"].read_bytes())
+    (inbox / "notes.txt").write_text("not a csv")
+    requests, cursor = evaluate(sensor, cursor)
+    assert len(requests) == 1
+    config = requests[0].run_config["ops"]["score_csv"]["config"]
+    assert config["csv_path"].endswith("batch one.csv")
+    assert config["output_name"].startswith("batch_one-")
+    assert evaluate(sensor, cursor)[0] == []  # unchanged: no run
+    os.utime(inbox / "batch one.csv")  # touched, same content: no run
+    assert evaluate(sensor, cursor)[0] == []
+    with (inbox / "batch one.csv").open("a") as handle:
+        handle.write("extra-uid,extra-session,1655993031186,2,1.0,1.0\n")
+    changed, cursor = evaluate(sensor, cursor)
+    assert len(changed) == 1 and changed[0].run_key != requests[0].run_key
+    (inbox / "second.csv").write_bytes(small_files["test"].read_bytes())
+    second, cursor = evaluate(sensor, cursor)
+    assert [r.tags["inbox_file"] for r in second] == ["second.csv"]
+
+
+def test_score_job_writes_predictions_and_fails_clearly_on_a_bad_file(trained, tmp_path):
+    job = trained["defs"].resolve_job_def("score_new_sessions")
+    config = {"ops": {"score_csv": {"config": {"csv_path": str(trained["files"]["test"]), "output_name": "t1"}}}}
+    result = job.execute_in_process(run_config=config, instance=dg.DagsterInstance.ephemeral())
+    assert result.success
+    out = trained["tmp"] / "data" / "predictions" / "inbox" / "t1"
+    rows = pd.read_csv(out / "Predicted_mouse.csv")
+    assert len(rows) == len(pd.read_csv(trained["files"]["test"]))
+    bad = tmp_path / "bad.csv"
+    bad.write_text("uid,session_id,when\n1,2,3\n")
+    config["ops"]["score_csv"]["config"]["csv_path"] = str(bad)
+    failed = job.execute_in_process(run_config=config, instance=dg.DagsterInstance.ephemeral(),
+                                    raise_on_error=False)
+    assert not failed.success
+    failure = [e for e in failed.all_events if e.event_type_value == "STEP_FAILURE"][0]
+    assert "bad.csv: missing column(s)" in str(failure.event_specific_data.error)
+
+
+def test_scoring_command_end_to_end(trained, capsys, tmp_path):
+    uri = trained["resources"]["mlflow_tracking"].uri()
+    code = cli_main(["score", str(trained["files"]["test"]), "--out", str(tmp_path / "out"),
+                     "--tracking-uri", uri, "--quiet"])
+    printed = capsys.readouterr().out
+    assert code == 0
+    sessions = pd.read_csv(tmp_path / "out" / "session_predictions.csv")
+    assert len(sessions) == 6
+    assert "6 sessions scored with mouse-user-identifier version" in printed
+    assert all(s in printed for s in sessions[c.SESSION_ID])
+
+
+def test_scoring_command_errors_are_clear(trained, capsys, tmp_path):
+    missing = cli_main(["score", str(tmp_path / "nope.csv"), "--tracking-uri",
+                        trained["resources"]["mlflow_tracking"].uri(), "--quiet"])
+    assert missing == 2 and "nope.csv: file not found" in capsys.readouterr().err
+    no_model = cli_main(["score", str(trained["files"]["test"]), "--tracking-uri",
+                         f"sqlite:///{tmp_path}/empty.db", "--quiet"])
+    assert no_model == 2 and "no model 'mouse-user-identifier' with alias 'champion'" in capsys.readouterr().err
+
+
+def test_exploration_assets_write_plots_per_user(tmp_path, small_files):
+    defs = build_definitions(resources(tmp_path, small_files["train"], small_files["test"]))
+    result = run(defs, "key:raw_train_events or group:exploration")
+    assert result.success
+    plots = sorted((tmp_path / "data" / "exploration" / "plots").glob("*.png"))
+    assert len(plots) == 12  # trajectories and timelines for each of 6 users
+    assert (tmp_path / "data" / "exploration" / "profile_event_mix.csv").exists()
+    again = run(defs, "key:user_plots")
+    assert again.success
+    assert sorted((tmp_path / "data" / "exploration" / "plots").glob("*.png")) == plots  # replaced, not piled up
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_webserver_serves_the_asset_graph(tmp_path):
+    port = free_port()
+    env = {**os.environ, "MOUSE_DATA_DIR": str(tmp_path / "data"), "DAGSTER_HOME": str(tmp_path)}
+    server = subprocess.Popen(
+        [sys.executable, "-m", "dagster_webserver", "-m", "mouse_pipeline.definitions", "-h", "127.0.0.1",
+         "-p", str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        query = json.dumps({"query": "{ assetNodes { assetKey { path } } }"}).encode()
+        keys = None
+        deadline = time.time() + 90
+        while time.time() < deadline and keys is None:
+            try:
+                request = urllib.request.Request(f"http://127.0.0.1:{port}/graphql", data=query,
+                                                 headers={"Content-Type": "application/json"})
+                with urllib.request.urlopen(request, timeout=5) as response:
+                    nodes = json.load(response)["data"]["assetNodes"]
+                    keys = {"/".join(n["assetKey"]["path"]) for n in nodes}
+            except (OSError, KeyError, TypeError):
+                time.sleep(1)
+        assert keys is not None, "the web server did not answer in time"
+        assert ALL_ASSETS <= keys
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
