@@ -9,7 +9,9 @@ Prints the session-level macro-F1, accuracy and top-3 accuracy of:
 * the notebook's recipe: its 17 features, standard scaling and an MLP with
   one hidden layer of 40 units ([17, 40, 20]);
 * every candidate the pipeline's ``user_identifier`` cross-validates with its
-  default settings, best first (the first is the champion).
+  default settings, best first (the first is the champion);
+* the champion's verification EER and ROC AUC, and its unknown-user
+  detection in leave-one-user-out.
 
 Every score is out-of-fold: each fold holds out one whole session per user
 (``SessionPerUserKFold``), and window probabilities are averaged per session.
@@ -29,6 +31,7 @@ from mouse_pipeline import contract as c
 from mouse_pipeline.features import NOTEBOOK_FEATURES, FeatureConfig, extract_features, feature_columns
 from mouse_pipeline.ingest import read_events
 from mouse_pipeline.modelling import Candidate, SessionPerUserKFold, TrainingSettings, cross_validate, select_model
+from mouse_pipeline.verification import error_rates, genuine_and_impostor_scores, leave_one_user_out_scores
 
 DEFAULT_TRAIN = Path(__file__).resolve().parents[2] / "shared" / "data" / "kaggle" / "Train_Mouse.csv"
 
@@ -72,6 +75,20 @@ def main() -> None:
     for rank, result in enumerate(results):
         label = ("champion: " if rank == 0 else "") + result.candidate.name
         show(label, result.scores, elapsed if rank == 0 else None)
+
+    champion = results[0]
+    verification = error_rates(*genuine_and_impostor_scores(champion.session_proba, champion.truth), 0.01)
+    print(f"\nverification with the champion (every session against its true user and each of the other "
+          f"users, out of fold):\n  EER {verification.eer:.3f}, ROC AUC {verification.auc:.4f}; at the "
+          f"threshold for a 1% false-accept rate: FAR {verification.far:.3f}, FRR {verification.frr:.3f}")
+    started = time.perf_counter()
+    known, unknown = leave_one_user_out_scores(
+        lambda: champion.candidate.build(0), features[feature_columns(features)], y, groups, n_splits=2, n_jobs=2
+    )
+    open_set = error_rates(known, unknown, 0.05)
+    print(f"unknown-user detection (leave one user out, {time.perf_counter() - started:.0f} s): EER "
+          f"{open_set.eer:.3f}, ROC AUC {open_set.auc:.3f}; at the threshold letting 5% of unknown "
+          f"users' sessions through: {open_set.frr:.3f} of known users' sessions called unknown")
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from mouse_pipeline.defs.assets import exploration, features, ingestion, model, predictions
+from mouse_pipeline.defs.assets import exploration, features, ingestion, model, predictions, verification
 from mouse_pipeline.defs.automation import inbox_sensor, retrain, retrain_schedule, score_new_sessions
 from mouse_pipeline.defs.checks import TRAIN_EVENT_CHECKS
 from mouse_pipeline.defs.resources import resources_from_env
@@ -31,7 +31,7 @@ def build_definitions(resources: dict | None = None, inbox_dir: str | None = Non
     inbox = inbox_dir or os.environ.get("MOUSE_INBOX_DIR") or str(data_dir / "inbox")
     resources.setdefault("io_manager", dg.FilesystemIOManager(base_dir=str(data_dir / "storage")))
     return dg.Definitions(
-        assets=dg.load_assets_from_modules([ingestion, features, model, predictions, exploration]),
+        assets=dg.load_assets_from_modules([ingestion, features, model, predictions, verification, exploration]),
         asset_checks=[*TRAIN_EVENT_CHECKS, *dg.load_asset_checks_from_modules([features])],
         jobs=[retrain, score_new_sessions],
         schedules=[retrain_schedule()],

@@ -132,7 +132,7 @@ class TrainingSettings:
         """The MLP grid (``hidden_layer_sizes`` x ``alpha``), then the compared estimators."""
         grid = ParameterGrid(
             {"hidden_layer_sizes": [tuple(h) for h in self.hidden_layer_sizes], "alpha": list(self.alpha)}
-        )
+        ) if self.hidden_layer_sizes and self.alpha else []
         out = []
         for p in grid:
             params = dict(p, learning_rate_init=self.learning_rate_init, max_iter=self.max_iter,
@@ -145,6 +145,8 @@ class TrainingSettings:
         }
         for family in self.compare:
             out.append(Candidate(family, family, defaults[family]))
+        if not out:
+            raise ValueError("no candidate: give an MLP grid or estimators to compare")
         return out
 
 

@@ -8,9 +8,7 @@ import pandas as pd
 from mouse_pipeline import contract as c
 from mouse_pipeline.evaluation import session_probabilities
 
-SESSION_PREDICTION_COLUMNS = (
-    c.SESSION_ID, c.USER_ID, "probability", "runner_up_user_id", "runner_up_probability", "n_windows",
-)
+UNKNOWN = "unknown"
 
 
 def model_inputs(model, features: pd.DataFrame) -> pd.DataFrame:
@@ -25,17 +23,26 @@ def model_inputs(model, features: pd.DataFrame) -> pd.DataFrame:
     return features[expected]
 
 
-def predict_sessions(model, features: pd.DataFrame) -> pd.DataFrame:
+def session_probabilities_of(model, features: pd.DataFrame) -> pd.DataFrame:
+    """Class probabilities per session (windows averaged): index session id, a column per user."""
+    proba = model.predict_proba(model_inputs(model, features))
+    table = session_probabilities(proba, model.classes_, features[c.SESSION_ID].to_numpy())
+    table.columns = np.asarray(table.columns).astype(str)
+    return table
+
+
+def predict_sessions(model, features: pd.DataFrame, unknown_below: float | None = None) -> pd.DataFrame:
     """Most probable user and runner-up of each session, windows averaged.
 
     ``features`` is a feature table (one row per window); ``model`` a fitted
     classifier with ``predict_proba``, ``classes_`` and ``feature_names_in_``.
+    With ``unknown_below``, the ``verdict`` column says ``unknown`` for a
+    session whose best probability is below it (open-set identification),
+    else the predicted user.
     """
-    proba = model.predict_proba(model_inputs(model, features))
-    sessions = features[c.SESSION_ID].to_numpy()
-    by_session = session_probabilities(proba, model.classes_, sessions)
+    by_session = session_probabilities_of(model, features)
     values = by_session.to_numpy()
-    classes = np.asarray(by_session.columns).astype(str)
+    classes = np.asarray(by_session.columns)
     order = np.argsort(-values, axis=1, kind="stable")
     rows = np.arange(len(values))
     second = order[:, 1] if values.shape[1] > 1 else order[:, 0]
@@ -46,9 +53,11 @@ def predict_sessions(model, features: pd.DataFrame) -> pd.DataFrame:
             "probability": values[rows, order[:, 0]],
             "runner_up_user_id": classes[second] if values.shape[1] > 1 else "",
             "runner_up_probability": values[rows, second] if values.shape[1] > 1 else 0.0,
-            "n_windows": pd.Series(sessions).value_counts().loc[by_session.index].to_numpy(),
+            "n_windows": features[c.SESSION_ID].value_counts().loc[by_session.index].to_numpy(),
         }
     )
+    if unknown_below is not None:
+        out["verdict"] = out[c.USER_ID].where(out["probability"] >= unknown_below, UNKNOWN)
     return out
 
 

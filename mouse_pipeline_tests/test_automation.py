@@ -18,7 +18,7 @@ from mouse_pipeline import contract as c
 from mouse_pipeline.cli import main as cli_main
 from mouse_pipeline.definitions import build_definitions
 from mouse_pipeline.defs.automation import inbox_sensor, retrain_schedule
-from mouse_pipeline_tests.test_pipeline import ALL_ASSETS, FAST_TRAINING, materialized, resources, run
+from mouse_pipeline_tests.test_pipeline import ALL_ASSETS, FAST_CONFIG, materialized, resources, run
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +30,7 @@ def trained(tmp_path_factory, small_simulation):
     defs = build_definitions(res, inbox_dir=str(tmp / "inbox"))
     result = defs.resolve_job_def("retrain").execute_in_process(
         instance=dg.DagsterInstance.ephemeral(),
-        run_config={"ops": {"user_identifier": {"config": FAST_TRAINING}}},
+        run_config=FAST_CONFIG,
     )
     assert result.success
     return {"tmp": tmp, "files": files, "resources": res, "defs": defs, "result": result}

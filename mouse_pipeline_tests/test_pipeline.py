@@ -18,17 +18,20 @@ from mouse_pipeline.defs.resources import (
 ALL_ASSETS = {
     "raw_train_events", "raw_test_events", "rejected_train_events", "rejected_test_events",
     "rejected_events", "train_session_features", "test_session_features", "feature_matrix",
-    "user_identifier", "model_evaluation", "predictions",
+    "user_identifier", "model_evaluation", "predictions", "verification_calibration", "verification",
 }  # what the retrain job materialises
 EXPLORATION_ASSETS = {"event_profile", "user_plots"}
 FAST_TRAINING = {"hidden_layer_sizes": [[24]], "alpha": [0.01], "max_iter": 400, "n_splits": 4,
                  "compare_estimators": [], "n_jobs": 1}
+FAST_CONFIG = {"ops": {"user_identifier": {"config": FAST_TRAINING},
+                       "verification_calibration": {"config": {"n_jobs": 1}}}}
 
 
-def resources(tmp_path, train="", test="", **feature):
+def resources(tmp_path, train="", test="", claims="", **feature):
     data_dir = str(tmp_path / "data")
     return {
-        "mouse_data": MouseDataResource(data_dir=data_dir, train_csv=str(train), test_csv=str(test)),
+        "mouse_data": MouseDataResource(data_dir=data_dir, train_csv=str(train), test_csv=str(test),
+                                        claims_csv=str(claims)),
         "feature_settings": FeatureSettings(**feature),
         "validation_settings": ValidationSettings(),
         "mlflow_tracking": MlflowTracking(data_dir=data_dir, tracking_uri=f"sqlite:///{tmp_path}/mlflow.db"),
@@ -120,10 +123,17 @@ def test_failing_blocking_check_stops_downstream_assets(tmp_path, small_simulati
 
 
 def test_whole_graph_end_to_end_with_a_temporary_mlflow_store(tmp_path, small_files, small_simulation):
-    res = resources(tmp_path, small_files["train"], small_files["test"], window_size=40)
+    truth = small_simulation.truth
+    claims = pd.concat([
+        truth.rename(columns={c.USER_ID: "claimed_user_id"}),  # genuine claims
+        pd.DataFrame({c.SESSION_ID: [truth[c.SESSION_ID][0], "no-such-session"],
+                      "claimed_user_id": ["no-such-user", truth[c.USER_ID][0]]}),
+    ])
+    claims.to_csv(tmp_path / "claims.csv", index=False)
+    res = resources(tmp_path, small_files["train"], small_files["test"], tmp_path / "claims.csv", window_size=40)
     defs = build_definitions(res)
     instance = dg.DagsterInstance.ephemeral()
-    config = {"ops": {"user_identifier": {"config": FAST_TRAINING}}}
+    config = FAST_CONFIG
     result = run(defs, "* and not group:exploration", config, instance)
     assert result.success
     assert materialized(result) == ALL_ASSETS
@@ -150,6 +160,17 @@ def test_whole_graph_end_to_end_with_a_temporary_mlflow_store(tmp_path, small_fi
     assert run_data.params["settings.hidden_layer_sizes"] == "((24,),)"
     artifacts = {a.path for a in client.list_artifacts(trained.run_id, "evaluation")}
     assert {"evaluation/confusion_matrix.png", "evaluation/per_user_report.csv"} <= artifacts
+    for metric in ("verification_eer", "verification_auc", "verification_far", "verification_frr",
+                   "unknown_eer", "unknown_auc", "unknown_threshold"):
+        assert 0 <= run_data.metrics[metric] <= 1
+    assert "verification/verification_det.png" in {a.path for a in client.list_artifacts(trained.run_id, "verification")}
+
+    decisions = pd.read_csv(out / "verification.csv", dtype={"claimed_user_id": str}, keep_default_na=False)
+    assert len(decisions) == len(claims)
+    assert list(decisions["problem"][-2:]) == ["unknown user", "unknown session"]
+    assert not decisions["accepted"][-2:].any()
+    assert decisions["accepted"][:-2].mean() >= 0.5  # genuine claims on separable simulated users
+    assert set(sessions["verdict"]) <= set(sessions[c.USER_ID]) | {"unknown"}
 
     # The registered champion reloads and predicts exactly as the pipeline in memory.
     mlflow.set_tracking_uri(res["mlflow_tracking"].uri())
@@ -160,7 +181,7 @@ def test_whole_graph_end_to_end_with_a_temporary_mlflow_store(tmp_path, small_fi
 
     # A much worse model is registered but does not take the champion alias.
     worse = {"ops": {"user_identifier": {"config": {**FAST_TRAINING, "hidden_layer_sizes": [[1]],
-                                                     "max_iter": 1, "alpha": [100.0]}}}}
+                                                     "max_iter": 1, "alpha": [100.0]}}}}  # noqa: E501
     again = run(defs, "key:user_identifier", worse, instance)
     assert again.success
     demoted = again.output_for_node("user_identifier")

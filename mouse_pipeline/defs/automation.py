@@ -14,7 +14,7 @@ from mouse_pipeline.scoring import output_name, score_file
 #: Everything from ingestion to predictions (the exploration group is left to its own runs).
 retrain = dg.define_asset_job(
     "retrain",
-    selection=dg.AssetSelection.groups("ingestion", "features", "model", "prediction"),
+    selection=dg.AssetSelection.groups("ingestion", "features", "model", "verification", "prediction"),
     description="Ingest the configured CSVs, validate, featurise, train, register and predict.",
 )
 

@@ -38,6 +38,7 @@ class MouseDataResource(dg.ConfigurableResource):
     data_dir: str = "data"
     train_csv: str = ""
     test_csv: str = ""
+    claims_csv: str = ""
     simulation_seed: int = 0
 
     @property
@@ -127,6 +128,7 @@ def resources_from_env() -> dict[str, dg.ConfigurableResource]:
             data_dir=data_dir,
             train_csv=_env("MOUSE_TRAIN_CSV", ""),
             test_csv=_env("MOUSE_TEST_CSV", ""),
+            claims_csv=_env("MOUSE_CLAIMS_CSV", ""),
         ),
         "feature_settings": FeatureSettings(
             window_size=int(_env("MOUSE_WINDOW_SIZE", "0")),

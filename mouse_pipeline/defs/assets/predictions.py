@@ -7,7 +7,9 @@ import pandas as pd
 from mouse_pipeline import contract as c
 from mouse_pipeline.defs.metadata import table_preview
 from mouse_pipeline.defs.resources import MlflowTracking, MouseDataResource
-from mouse_pipeline.prediction import label_test_rows, predict_sessions
+from mlflow.tracking import MlflowClient
+
+from mouse_pipeline.prediction import UNKNOWN, label_test_rows, predict_sessions
 from mouse_pipeline.tracking import load_champion
 
 GROUP = "prediction"
@@ -19,7 +21,7 @@ class PredictionConfig(dg.Config):
     low_confidence_below: float = 0.5
 
 
-@dg.asset(group_name=GROUP, deps=["user_identifier"])
+@dg.asset(group_name=GROUP, deps=["user_identifier", "verification_calibration"])
 def predictions(
     context: dg.AssetExecutionContext,
     config: PredictionConfig,
@@ -30,12 +32,14 @@ def predictions(
 ) -> dg.Output:
     """Predicted user of every test session by ``models:/mouse-user-identifier@champion``, written
     as ``predictions/Predicted_mouse.csv`` (every test row, original order, notebook format) and
-    ``predictions/session_predictions.csv`` (one row per session with runner-up)."""
+    ``predictions/session_predictions.csv`` (one row per session with runner-up, and the
+    open-set ``verdict``: the user, or ``unknown`` below the champion's calibrated threshold)."""
     try:
         model, version = load_champion(mlflow_tracking.uri(), mlflow_tracking.registered_model_name)
     except LookupError as exc:
         raise dg.Failure(str(exc)) from exc
-    sessions = predict_sessions(model, test_session_features)
+    unknown_below = MlflowClient(mlflow_tracking.uri()).get_run(version.run_id).data.metrics.get("unknown_threshold")
+    sessions = predict_sessions(model, test_session_features, unknown_below)
     rows = label_test_rows(raw_test_events, sessions)
     out = mouse_data.output_dir("predictions")
     rows.to_csv(out / "Predicted_mouse.csv", index=False)
@@ -48,6 +52,8 @@ def predictions(
             "sessions_scored": len(sessions),
             "rows_labelled": len(rows),
             "low_confidence_sessions": low,
+            "unknown_user_sessions": int((sessions.get("verdict", pd.Series(dtype=str)) == UNKNOWN).sum()),
+            "unknown_threshold": float(unknown_below) if unknown_below is not None else "not calibrated",
             "model_version": str(version.version),
             "predicted_users": dg.MetadataValue.json(sessions[c.USER_ID].value_counts().to_dict()),
             "mean_probability": float(sessions["probability"].mean()),

@@ -1,0 +1,142 @@
+"""Verification assets: calibrated claim decisions, open-set thresholds, EER and AUC."""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import dagster as dg
+import mlflow
+import pandas as pd
+from mlflow.tracking import MlflowClient
+
+from mouse_pipeline import tracking
+from mouse_pipeline.defs.assets.model import TrainedModel
+from mouse_pipeline.defs.metadata import png_markdown, table_preview
+from mouse_pipeline.defs.resources import MlflowTracking, MouseDataResource
+from mouse_pipeline.modelling import FeatureMatrix
+from mouse_pipeline.prediction import session_probabilities_of
+from mouse_pipeline.verification import (
+    ErrorRates, det_curve_png, error_rates, genuine_and_impostor_scores, leave_one_user_out_scores,
+    verify_claims,
+)
+
+GROUP = "verification"
+
+
+class CalibrationConfig(dg.Config):
+    """Target false-accept rates and the cost of the leave-one-user-out evaluation."""
+
+    target_far: float = 0.01
+    unknown_target_far: float = 0.05
+    open_set_folds: int = 2
+    n_jobs: int = 2
+
+
+@dataclass
+class Calibration:
+    """Verification and open-set error rates of one trained model, with their thresholds."""
+
+    verification: ErrorRates
+    open_set: ErrorRates
+    run_id: str
+
+
+def _rates_metadata(prefix: str, rates: ErrorRates) -> dict:
+    return {
+        f"{prefix}_eer": rates.eer, f"{prefix}_auc": rates.auc, f"{prefix}_threshold": rates.threshold,
+        f"{prefix}_far": rates.far, f"{prefix}_frr": rates.frr, f"{prefix}_target_far": rates.target_far,
+    }
+
+
+@dg.asset(group_name=GROUP)
+def verification_calibration(
+    context: dg.AssetExecutionContext, config: CalibrationConfig, user_identifier: TrainedModel,
+    feature_matrix: FeatureMatrix, mlflow_tracking: MlflowTracking, mouse_data: MouseDataResource,
+) -> dg.Output:
+    """Thresholds for verification (every out-of-fold session against its true user and every
+    other user) and for unknown users (leave-one-user-out), with EER, ROC AUC and the
+    false-accept / false-reject rates there; logged to the model's MLflow run."""
+    cv = user_identifier.cross_validation
+    genuine, impostor = genuine_and_impostor_scores(cv.session_proba, cv.truth)
+    verification = error_rates(genuine, impostor, config.target_far)
+    m = feature_matrix
+    known, unknown = leave_one_user_out_scores(
+        lambda: user_identifier.cross_validation.candidate.build(0), m.train, m.labels, m.sessions,
+        n_splits=config.open_set_folds, n_jobs=config.n_jobs,
+    )
+    open_set = error_rates(known, unknown, config.unknown_target_far)
+    png = det_curve_png({"verification": verification, "unknown user": open_set})
+    reports = mouse_data.output_dir("reports")
+    (reports / "verification_det.png").write_bytes(png)
+
+    metrics = {**_rates_metadata("verification", verification), **_rates_metadata("unknown", open_set)}
+    tracking.use_experiment(mlflow_tracking.uri(), mlflow_tracking.experiment_name, mlflow_tracking.artifact_root())
+    with mlflow.start_run(run_id=user_identifier.run_id):
+        mlflow.log_metrics(metrics)
+        mlflow.log_artifact(str(reports / "verification_det.png"), "verification")
+        tracking.log_frame(verification.curve, "verification/verification_curve.csv")
+        tracking.log_frame(open_set.curve, "verification/unknown_user_curve.csv")
+    context.log.info(f"verification EER {verification.eer:.2%}, unknown-user EER {open_set.eer:.2%}")
+    return dg.Output(
+        Calibration(verification, open_set, user_identifier.run_id),
+        metadata={**metrics, "genuine_scores": len(genuine), "impostor_scores": len(impostor),
+                  "known_sessions_scored": len(known), "unknown_sessions_scored": len(unknown),
+                  "error_tradeoff": png_markdown(png, "error trade-off")},
+    )
+
+
+def _champion_thresholds(mlflow_tracking: MlflowTracking):
+    try:
+        model, version = tracking.load_champion(mlflow_tracking.uri(), mlflow_tracking.registered_model_name)
+    except LookupError as exc:
+        raise dg.Failure(str(exc)) from exc
+    metrics = MlflowClient(mlflow_tracking.uri()).get_run(version.run_id).data.metrics
+    return model, version, metrics
+
+
+@dg.asset(group_name=GROUP, deps=[verification_calibration])
+def verification(
+    test_session_features: pd.DataFrame, mouse_data: MouseDataResource, mlflow_tracking: MlflowTracking,
+) -> dg.MaterializeResult:
+    """Decisions on the claims in MOUSE_CLAIMS_CSV (session_id, claimed_user_id) by the champion
+    at its calibrated threshold, written to ``predictions/verification.csv``; claims naming an
+    unknown session or user are kept, rejected, and reported."""
+    out = mouse_data.output_dir("predictions") / "verification.csv"
+    if not mouse_data.claims_csv:
+        pd.DataFrame(columns=["session_id", "claimed_user_id", "score", "accepted", "threshold", "problem"]
+                     ).to_csv(out, index=False)
+        return dg.MaterializeResult(metadata={"claims": 0, "note": "no MOUSE_CLAIMS_CSV configured",
+                                              "path": dg.MetadataValue.path(str(out))})
+    claims = read_claims(Path(mouse_data.claims_csv))
+    model, version, metrics = _champion_thresholds(mlflow_tracking)
+    if "verification_threshold" not in metrics:
+        raise dg.Failure(f"champion version {version.version} has no calibrated verification threshold: "
+                         "materialise verification_calibration for it")
+    decisions = verify_claims(session_probabilities_of(model, test_session_features), claims,
+                              metrics["verification_threshold"])
+    decisions.to_csv(out, index=False)
+    problems = decisions[decisions["problem"] != ""]
+    return dg.MaterializeResult(
+        metadata={
+            "claims": len(decisions),
+            "accepted": int(decisions["accepted"].sum()),
+            "rejected": int((~decisions["accepted"]).sum()),
+            "claims_with_problems": len(problems),
+            "problems": table_preview(problems, rows=50, columns=None) if len(problems) else "none",
+            "threshold": float(metrics["verification_threshold"]),
+            "model_version": str(version.version),
+            "path": dg.MetadataValue.path(str(out)),
+            "preview": table_preview(decisions),
+        }
+    )
+
+
+def read_claims(path: Path) -> pd.DataFrame:
+    """Read a claims CSV (session_id, claimed_user_id as text); clear errors naming the file."""
+    if not path.is_file():
+        raise dg.Failure(f"{path}: claims file not found")
+    claims = pd.read_csv(path, dtype=str, keep_default_na=False)
+    missing = {"session_id", "claimed_user_id"} - set(claims.columns)
+    if missing:
+        raise dg.Failure(f"{path}: missing column(s) {sorted(missing)}; a claims file needs "
+                         "session_id and claimed_user_id")
+    return claims
