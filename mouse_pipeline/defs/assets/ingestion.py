@@ -45,46 +45,36 @@ def _outputs(context: dg.AssetExecutionContext, result: IngestResult, events_key
         )
 
 
-@dg.multi_asset(
-    outs={
-        "raw_train_events": dg.AssetOut(
-            description="Clean labelled events of the training CSV, sorted by (session_id, timestamp).",
-            group_name=GROUP,
-            is_required=False,
-        ),
-        "rejected_train_events": dg.AssetOut(
-            description="Rows of the training CSV that failed parsing, with line number and reason.",
-            group_name=GROUP,
-            is_required=False,
-        ),
-    },
-    can_subset=True,
-)
-def train_events(context: dg.AssetExecutionContext, mouse_data: MouseDataResource):
-    """Read the training CSV (MOUSE_TRAIN_CSV, or simulated data)."""
-    files = mouse_data.event_files()
-    yield from _outputs(context, _read(files.train, True), "raw_train_events", "rejected_train_events", files.simulated)
+def _ingestion_asset(kind: str, labelled: bool) -> dg.AssetsDefinition:
+    """The multi-asset reading the ``kind`` ("train" or "test") file into clean and rejected rows."""
+    events_key, rejected_key = f"raw_{kind}_events", f"rejected_{kind}_events"
+    label = "labelled" if labelled else "unlabelled"
+
+    @dg.multi_asset(
+        name=f"{kind}_events",
+        outs={
+            events_key: dg.AssetOut(
+                description=f"Clean {label} events of the {kind} CSV, sorted by (session_id, timestamp).",
+                group_name=GROUP, is_required=False,
+            ),
+            rejected_key: dg.AssetOut(
+                description=f"Rows of the {kind} CSV that failed parsing, with line number and reason.",
+                group_name=GROUP, is_required=False,
+            ),
+        },
+        can_subset=True,
+        description=f"Read the {kind} CSV (MOUSE_{kind.upper()}_CSV, or simulated data).",
+    )
+    def _ingest(context: dg.AssetExecutionContext, mouse_data: MouseDataResource):
+        files = mouse_data.event_files()
+        path = files.train if labelled else files.test
+        yield from _outputs(context, _read(path, labelled), events_key, rejected_key, files.simulated)
+
+    return _ingest
 
 
-@dg.multi_asset(
-    outs={
-        "raw_test_events": dg.AssetOut(
-            description="Clean unlabelled events of the test CSV, sorted by (session_id, timestamp).",
-            group_name=GROUP,
-            is_required=False,
-        ),
-        "rejected_test_events": dg.AssetOut(
-            description="Rows of the test CSV that failed parsing, with line number and reason.",
-            group_name=GROUP,
-            is_required=False,
-        ),
-    },
-    can_subset=True,
-)
-def test_events(context: dg.AssetExecutionContext, mouse_data: MouseDataResource):
-    """Read the test CSV (MOUSE_TEST_CSV, or simulated data)."""
-    files = mouse_data.event_files()
-    yield from _outputs(context, _read(files.test, False), "raw_test_events", "rejected_test_events", files.simulated)
+train_events = _ingestion_asset("train", labelled=True)
+test_events = _ingestion_asset("test", labelled=False)
 
 
 @dg.asset(group_name=GROUP)
