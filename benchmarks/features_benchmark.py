@@ -10,8 +10,9 @@ Parquet (without the uid column, which features do not read); a second,
 fresh child process loads them (sorted by session and time, as ingestion
 delivers them) and runs :func:`extract_features` while a sampler records
 its resident memory. Printed: events, sessions, windows,
-seconds, events per second (CSV parsing excluded) and the peak resident
-memory of the extracting process (input frame included).
+seconds and events per second (median of ``--repeat`` runs; CSV parsing
+excluded) and the peak resident memory of the extracting process (input
+frame included).
 """
 
 from __future__ import annotations
@@ -48,7 +49,8 @@ def generate(n_events: int, path: Path) -> None:
     events.iloc[:keep].to_parquet(path, index=False)  # whole sessions, at least n_events
 
 
-def extract(path: Path, window_size: int, threads: int | None) -> dict:
+def extract(path: Path, window_size: int, threads: int | None, repeat: int) -> dict:
+    import numpy as np
     import pandas as pd
     import psutil
 
@@ -67,9 +69,12 @@ def extract(path: Path, window_size: int, threads: int | None) -> dict:
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
-    started = time.perf_counter()
-    table = extract_features(events, FeatureConfig(window_size=window_size), threads=threads)
-    seconds = time.perf_counter() - started
+    runs = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        table = extract_features(events, FeatureConfig(window_size=window_size), threads=threads)
+        runs.append(time.perf_counter() - started)
+    seconds = float(np.median(runs))
     done.set()
     sampler.join()
     return {
@@ -77,6 +82,7 @@ def extract(path: Path, window_size: int, threads: int | None) -> dict:
         "sessions": int(table["session_id"].nunique()),
         "rows": len(table),
         "seconds": seconds,
+        "fastest_seconds": min(runs),
         "events_per_second": len(events) / seconds,
         "input_rss_gb": baseline / 1e9,
         "peak_rss_gb": max(peak[0], process.memory_info().rss) / 1e9,
@@ -88,6 +94,7 @@ def main() -> None:
     parser.add_argument("--events", type=float, nargs="+", default=[1e6, 1e7])
     parser.add_argument("--window-size", type=int, default=0, help="events per window (0: sessions)")
     parser.add_argument("--threads", type=int, default=None, help="worker threads (default: CPUs)")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per size; the median is printed")
     parser.add_argument("--phase", choices=["generate", "extract"], help=argparse.SUPPRESS)
     parser.add_argument("--path", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -95,15 +102,16 @@ def main() -> None:
         generate(int(args.events[0]), args.path)
         return
     if args.phase == "extract":
-        print(json.dumps(extract(args.path, args.window_size, args.threads)))
+        print(json.dumps(extract(args.path, args.window_size, args.threads, args.repeat)))
         return
-    print(f"{'events':>12} {'sessions':>9} {'rows':>9} {'seconds':>8} {'events/s':>12} {'peak RSS':>9}")
+    print(f"{'events':>12} {'sessions':>9} {'rows':>9} {'seconds':>8} {'events/s':>12} {'peak RSS':>9}"
+          f"   (median of {args.repeat} runs)")
     with tempfile.TemporaryDirectory() as tmp:
         for n in args.events:
             path = Path(tmp) / f"events-{int(n)}.parquet"
             base = [sys.executable, "-m", "benchmarks.features_benchmark", "--path", str(path)]
             subprocess.run([*base, "--phase", "generate", "--events", str(int(n))], check=True)
-            extra = ["--threads", str(args.threads)] if args.threads else []
+            extra = ["--repeat", str(args.repeat)] + (["--threads", str(args.threads)] if args.threads else [])
             out = subprocess.run([*base, "--phase", "extract", "--window-size", str(args.window_size), *extra],
                                  check=True, capture_output=True, text=True).stdout
             r = json.loads(out.strip().splitlines()[-1])

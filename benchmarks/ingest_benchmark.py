@@ -17,6 +17,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+
 from mouse_pipeline.ingest import read_events
 from mouse_pipeline.simulate import simulate
 
@@ -26,11 +28,12 @@ def main() -> None:
     parser.add_argument("--rows", type=float, default=2e6)
     args = parser.parse_args()
     pilot = len(simulate(users=20, sessions=10, test_sessions=0, actions_per_session=30, seed=2).train) / 20
-    users = max(1, round(args.rows / pilot))
+    users = max(1, int(np.ceil(args.rows / pilot * 1.15)))
     data = simulate(users=users, sessions=10, test_sessions=0, actions_per_session=30, seed=2)
+    rows = data.train.iloc[: int(args.rows)]  # rows are shuffled: any prefix is a fair sample
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "train.csv"
-        data.train.to_csv(path, index=False)
+        rows.to_csv(path, index=False)
         size_mb = path.stat().st_size / 1e6
         started = time.perf_counter()
         result = read_events(path, labelled=True)

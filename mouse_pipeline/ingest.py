@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 
 from mouse_pipeline import contract as c
@@ -143,7 +144,9 @@ def _read_strings(path: Path, columns: tuple[str, ...]) -> tuple[pd.DataFrame, p
     bad_lines = np.array([m[0] for m in malformed], dtype=np.int64)
     total = len(rows) + len(bad_lines)
     # Physical line 1 is the header; data lines are 2..total+1 (no multi-line fields).
-    good_lines = np.setdiff1d(np.arange(2, total + 2, dtype=np.int64), bad_lines)
+    is_good = np.ones(total, dtype=bool)
+    is_good[bad_lines[(bad_lines >= 2) & (bad_lines < total + 2)] - 2] = False
+    good_lines = np.arange(2, total + 2, dtype=np.int64)[is_good]
     rows.insert(0, "line_number", good_lines[: len(rows)])
     bad = pd.DataFrame(
         {
@@ -155,65 +158,92 @@ def _read_strings(path: Path, columns: tuple[str, ...]) -> tuple[pd.DataFrame, p
     return rows, bad
 
 
-def _number(text: pd.Series) -> pd.Series:
-    return pd.to_numeric(text.str.strip(), errors="coerce").astype("float64")
+_NUMBER = r"^\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$"
 
 
-def _row_faults(rows: pd.DataFrame, labelled: bool) -> pd.Series:
-    """One reason string per row ('' when the row is clean), all rows at once."""
-    faults: list[pd.Series] = []
+def _parse_float(text: pd.Series) -> np.ndarray:
+    """Numbers of a text column (NaN where the text is not a number), with pyarrow compute."""
+    arr = pa.array(text.to_numpy(dtype=object) if text.dtype == object else text, type=pa.string())
+    ok = pc.match_substring_regex(arr, _NUMBER)
+    cleaned = pc.if_else(ok, pc.utf8_trim_whitespace(arr), pa.scalar("nan"))
+    return pc.cast(cleaned, pa.float64()).to_numpy(zero_copy_only=False)
 
-    def fault(mask: pd.Series | np.ndarray, message: pd.Series | str) -> None:
-        faults.append(pd.Series(np.where(mask, message, ""), index=rows.index, dtype="str"))
 
+def _blank(text: pd.Series) -> np.ndarray:
+    arr = pa.array(text.to_numpy(dtype=object) if text.dtype == object else text, type=pa.string())
+    return pc.equal(pc.utf8_trim_whitespace(arr), "").to_numpy(zero_copy_only=False)
+
+
+def _row_faults(rows: pd.DataFrame, labelled: bool) -> tuple[pd.Series, dict[str, np.ndarray]]:
+    """The reason(s) each row is rejected ('' when clean) and the parsed numeric columns.
+
+    Fault masks are computed for all rows at once; message strings are built
+    only for the (few) faulty rows.
+    """
+    numbers = {name: _parse_float(rows[name]) for name in (c.TIMESTAMP, c.EVENT_TYPE, c.SCREEN_X, c.SCREEN_Y)}
+    ts, code = numbers[c.TIMESTAMP], numbers[c.EVENT_TYPE]
+    whole_ts = np.isfinite(ts) & (ts % 1 == 0)
+    masks: list[tuple[np.ndarray, str, str | None]] = []  # (mask, message, column quoted in it)
     for name in (c.UID, c.SESSION_ID) + ((c.USER_ID,) if labelled else ()):
-        fault(rows[name].str.strip() == "", f"{name} is empty")
-
-    ts = _number(rows[c.TIMESTAMP])
-    quoted_ts = "'" + rows[c.TIMESTAMP] + "'"
-    fault(ts.isna() | (ts % 1 != 0), "timestamp " + quoted_ts + " is not an integer")
-    fault(
-        ts.notna() & (ts % 1 == 0) & ~ts.between(c.MIN_TIMESTAMP_MS, c.MAX_TIMESTAMP_MS - 1),
-        "impossible timestamp " + quoted_ts + " (expected epoch milliseconds in 2000..2099)",
-    )
-    code = _number(rows[c.EVENT_TYPE])
-    fault(
-        ~code.isin(c.EVENT_CODES),
-        "event_type '" + rows[c.EVENT_TYPE] + f"' is not one of {list(c.EVENT_CODES)}",
-    )
+        masks.append((_blank(rows[name]), f"{name} is empty", None))
+    masks.append((~whole_ts, "timestamp {} is not an integer", c.TIMESTAMP))
+    masks.append((whole_ts & ((ts < c.MIN_TIMESTAMP_MS) | (ts >= c.MAX_TIMESTAMP_MS)),
+                  "impossible timestamp {} (expected epoch milliseconds in 2000..2099)", c.TIMESTAMP))
+    masks.append((~np.isin(code, c.EVENT_CODES), f"event_type {{}} is not one of {list(c.EVENT_CODES)}",
+                  c.EVENT_TYPE))
     for name in (c.SCREEN_X, c.SCREEN_Y):
-        value = _number(rows[name])
-        fault(
-            ~np.isfinite(value.to_numpy()),
-            name + " '" + rows[name] + "' is not a finite number",
-        )
+        masks.append((~np.isfinite(numbers[name]), f"{name} {{}} is not a finite number", name))
 
-    reasons = faults[0]
-    for more in faults[1:]:
-        reasons = reasons.where(more == "", reasons.where(reasons == "", reasons + "; ") + more)
-    blank = (rows[list(c.expected_columns(labelled))] == "").all(axis=1)
-    return reasons.mask(blank, "blank line")
+    any_fault = np.zeros(len(rows), dtype=bool)
+    for mask, _, _ in masks:
+        any_fault |= mask
+    reasons = pd.Series("", index=rows.index, dtype="str")
+    if any_fault.any():
+        bad = rows.loc[any_fault]
+        parts = []
+        for mask, message, column in masks:
+            hit = mask[any_fault]
+            if column is None:
+                parts.append(np.where(hit, message, ""))
+            else:
+                quoted = ("'" + bad[column].astype(str) + "'").to_numpy()
+                parts.append(np.where(hit, [message.format(q) for q in quoted] if hit.any() else "", ""))
+        joined = ["; ".join(p for p in row if p) for row in zip(*parts)]
+        blank_line = (bad[list(c.expected_columns(labelled))] == "").all(axis=1).to_numpy()
+        reasons.loc[any_fault] = np.where(blank_line, "blank line", joined)
+    return reasons, numbers
 
 
 def _conflicting_uids(rows: pd.DataFrame) -> pd.Series:
     """Reason for rows whose uid was already used by an earlier, different row."""
-    first_line = rows.groupby(c.UID, sort=False)["line_number"].transform("first")
-    repeated = rows[c.UID].duplicated(keep="first")
-    reason = "duplicate uid '" + rows[c.UID] + "' with different content (first on line "
-    reason = reason + first_line.astype("str") + ")"
-    return pd.Series(np.where(repeated, reason, ""), index=rows.index, dtype="str")
+    reasons = pd.Series("", index=rows.index, dtype="str")
+    repeated = rows[c.UID].duplicated(keep="first").to_numpy()
+    if repeated.any():
+        involved = rows.loc[rows[c.UID].duplicated(keep=False)]
+        first_line = involved.groupby(c.UID, sort=False)["line_number"].transform("first")
+        later = involved[c.UID].duplicated(keep="first")
+        reasons.loc[later.index[later]] = (
+            "duplicate uid '" + involved.loc[later, c.UID].astype(str) + "' with different content (first on line "
+            + first_line[later].astype(str) + ")"
+        )
+    return reasons
 
 
-def _typed_events(rows: pd.DataFrame, columns: tuple[str, ...]) -> pd.DataFrame:
-    events = pd.DataFrame(index=rows.index)
+def _typed_events(rows: pd.DataFrame, numbers: dict[str, np.ndarray], columns: tuple[str, ...]) -> pd.DataFrame:
+    data = {}
     for name in columns:
         if c.DTYPES[name] == "str":
-            events[name] = rows[name].str.strip().astype("str")
+            arr = pa.array(rows[name].to_numpy(dtype=object) if rows[name].dtype == object else rows[name],
+                           type=pa.string())
+            data[name] = pd.Series(pc.utf8_trim_whitespace(arr).to_pandas(), index=rows.index).astype("str")
         else:
-            events[name] = _number(rows[name]).astype(c.DTYPES[name])
-    events[c.SOURCE_LINE] = rows["line_number"].astype("int64")
-    events = events.sort_values([c.SESSION_ID, c.TIMESTAMP], kind="stable")
-    return events.reset_index(drop=True)
+            data[name] = pd.Series(numbers[name], index=rows.index).astype(c.DTYPES[name])
+    data[c.SOURCE_LINE] = rows["line_number"].astype("int64")
+    events = pd.DataFrame(data)
+    # One stable sort by (session, time): factorised session codes and int64 timestamps.
+    session_code = pd.factorize(events[c.SESSION_ID], sort=True)[0]
+    order = np.lexsort((events[c.TIMESTAMP].to_numpy(), session_code))
+    return events.iloc[order].reset_index(drop=True)
 
 
 def read_events(path: str | Path, labelled: bool) -> IngestResult:
@@ -254,14 +284,18 @@ def read_events(path: str | Path, labelled: bool) -> IngestResult:
     if rows_read == 0:
         raise EventFileError(f"{path}: has a header but no data rows")
 
-    duplicate = rows.duplicated(subset=list(columns), keep="first")
+    # An exact duplicate repeats a uid, so only rows whose uid repeats are compared in full.
+    shared_uid = rows[c.UID].duplicated(keep=False).to_numpy()
+    duplicate = np.zeros(len(rows), dtype=bool)
+    if shared_uid.any():
+        duplicate[shared_uid] = rows.loc[shared_uid].duplicated(subset=list(columns), keep="first").to_numpy()
     exact_duplicates = int(duplicate.sum())
     rows = rows.loc[~duplicate]
 
-    reasons = _row_faults(rows, labelled)
+    reasons, numbers = _row_faults(rows, labelled)
     conflicts = _conflicting_uids(rows)
     reasons = reasons.where(conflicts == "", reasons.where(reasons == "", reasons + "; ") + conflicts)
-    bad = reasons != ""
+    bad = (reasons != "").to_numpy()
 
     rejected = rows.loc[bad].assign(**{RAW_LINE: pd.NA, REASON: reasons[bad]})
     rejected = pd.concat([rejected, malformed], ignore_index=True)
@@ -272,7 +306,7 @@ def read_events(path: str | Path, labelled: bool) -> IngestResult:
 
     return IngestResult(
         source_file=str(path),
-        events=_typed_events(rows.loc[~bad], columns),
+        events=_typed_events(rows.loc[~bad], {k: v[~bad] for k, v in numbers.items()}, columns),
         rejected=rejected,
         rows_read=rows_read,
         exact_duplicates=exact_duplicates,

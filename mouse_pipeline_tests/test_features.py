@@ -71,9 +71,11 @@ def test_circle_has_constant_curvature_one_over_radius():
     angles = 2 * np.pi * np.arange(n + 1) / n
     row = one_row([(10 * i, 2, radius * np.cos(a), radius * np.sin(a)) for i, a in enumerate(angles)])
     chord_turn = (2 * np.pi / n) / (2 * radius * np.sin(np.pi / n))  # exact for the polygon
-    assert row["curvature_q50"] == pytest.approx(chord_turn, rel=1e-6)  # quantiles rank in float32
+    assert row["curvature_mean"] == pytest.approx(chord_turn, rel=1e-9)
+    assert row["action_mean_abs_curvature_q50"] == pytest.approx(chord_turn, rel=1e-6)  # float32 ranks
     assert chord_turn == pytest.approx(1 / radius, rel=1e-3)
-    assert row["angular_velocity_q50"] == pytest.approx((2 * np.pi / n) / 0.010, rel=1e-6)
+    assert row["angular_velocity_mean"] == pytest.approx((2 * np.pi / n) / 0.010, rel=1e-9)
+    assert row["curvature_std"] == pytest.approx(0.0, abs=1e-12)
     assert row["action_straightness_mean"] == pytest.approx(0.0, abs=1e-9)  # back where it started
     assert row["action_max_deviation_mean"] == pytest.approx(2 * radius, rel=1e-3)
     assert row["radius"] == pytest.approx(radius, rel=2e-2)

@@ -146,6 +146,10 @@ class Actions:
     max_deviation: np.ndarray  # px from the start-end line
     mean_speed: np.ndarray  # px/s, path length / duration
     max_speed: np.ndarray
+    mean_abs_accel: np.ndarray  # px/s², over the action's timed steps
+    mean_abs_jerk: np.ndarray  # px/s³
+    mean_abs_angular_velocity: np.ndarray  # rad/s
+    mean_abs_curvature: np.ndarray  # rad/px
     critical_points: np.ndarray
     direction: np.ndarray  # sector 0..7 of the start-to-end direction, -1 if none
     pause_before_click: np.ndarray  # s, -1 if no click
@@ -194,6 +198,10 @@ def measure_actions(
     max_deviation = actions.extreme(off_line)
     mean_speed = np.where(duration > 0, path / np.where(duration > 0, duration, 1.0), 0.0)
     max_speed = actions.extreme(steps.speed, steps.timed)
+    mean_abs_accel = actions.mean(np.abs(steps.accel), steps.accel_valid)
+    mean_abs_jerk = actions.mean(np.abs(steps.jerk), steps.jerk_valid)
+    mean_abs_angular_velocity = actions.mean(np.abs(steps.angular_velocity), steps.turn_valid & steps.timed)
+    mean_abs_curvature = actions.mean(np.abs(steps.curvature), steps.curvature_valid)
     critical = actions.count(steps.turn_valid & (np.abs(steps.turn) > CRITICAL_ANGLE))
     angle = np.arctan2(ey, ex)
     direction = np.where(displacement > 0, np.floor((angle + np.pi / 8) / (np.pi / 4)) % 8, -1).astype(np.int64)
@@ -213,7 +221,9 @@ def measure_actions(
         segment=segment[first], kind=kind, n_events=count.astype(np.float64), t_start=t[first],
         t_end=t[last], duration=duration, path_length=path, displacement=displacement,
         straightness=straightness, max_deviation=max_deviation, mean_speed=mean_speed,
-        max_speed=max_speed, critical_points=critical, direction=direction,
+        max_speed=max_speed, mean_abs_accel=mean_abs_accel, mean_abs_jerk=mean_abs_jerk,
+        mean_abs_angular_velocity=mean_abs_angular_velocity, mean_abs_curvature=mean_abs_curvature,
+        critical_points=critical, direction=direction,
         pause_before_click=pause, click_dwell=dwell, wheel_rate=wheel_rate,
     )
     return action, table, steps

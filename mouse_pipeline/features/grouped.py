@@ -58,7 +58,10 @@ class Groups:
         """Number of (masked) rows per group, as float64."""
         if mask is None:
             return self.sizes.astype(np.float64)
-        return self._reduce(np.add, mask.astype(np.float64), 0.0)
+        out = np.zeros(self.n, dtype=np.float64)
+        if len(self._present_starts):  # sum the booleans as bytes: no float copy of the mask
+            out[self.present] = np.add.reduceat(mask.view(np.int8), self._present_starts, dtype=np.int64)
+        return out
 
     def total(self, values: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
         """Sum of (masked) values per group; 0 for an empty group."""
@@ -127,7 +130,6 @@ class Groups:
             raise ValueError("too many groups for packed-key quantiles")
         keys = (ids.astype(np.uint64) << np.uint64(32)) | _sortable_bits(values).astype(np.uint64)
         keys.sort()
-        ordered = _float_from_bits(keys & np.uint64(0xFFFFFFFF))
         size = self.count(mask).astype(np.int64)
         present = size > 0
         first = (np.cumsum(size) - size)[present]
@@ -137,5 +139,7 @@ class Groups:
             lo = np.floor(pos).astype(np.int64)
             hi = np.minimum(lo + 1, size - 1)
             frac = pos - lo
-            out[present, j] = ordered[first + lo] * (1 - frac) + ordered[first + hi] * frac
+            below = _float_from_bits(keys[first + lo] & np.uint64(0xFFFFFFFF))  # decode only what is used
+            above = _float_from_bits(keys[first + hi] & np.uint64(0xFFFFFFFF))
+            out[present, j] = below * (1 - frac) + above * frac
         return out

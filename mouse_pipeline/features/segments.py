@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from mouse_pipeline import contract as c
 
@@ -23,8 +25,9 @@ class SegmentedEvents:
     Attributes
     ----------
     t, x, y, code:
-        Timestamp (ms, float64), screen position (px) and event code of each
-        event, sorted by session then time.
+        Timestamp (epoch ms, int64), screen position (px, float64) and event
+        code of each event, sorted by session then time (as given: the
+        feature code converts them chunk by chunk).
     session:
         Session number of each event (``0 .. n_sessions-1``, non-decreasing).
     rank:
@@ -63,19 +66,38 @@ class SegmentedEvents:
         )
 
 
-def sort_order(codes: np.ndarray, t: np.ndarray) -> np.ndarray:
+def session_codes(session_id: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """A code per row (``0 ..``, in order of first appearance) and the session id of each code.
+
+    Rows grouped by session (as ingestion leaves them) are coded by comparing
+    neighbours, a linear pass; otherwise by hashing (``pd.factorize``).
+    """
+    arr = pa.array(session_id.array if hasattr(session_id, "array") else session_id, type=pa.string())
+    n = len(arr)
+    if n == 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=str)
+    starts = np.r_[True, pc.not_equal(arr[1:], arr[:-1]).to_numpy(zero_copy_only=False)]
+    ids = np.asarray(arr.filter(pa.array(starts)).to_pylist(), dtype=object).astype(str)
+    if len(np.unique(ids)) == len(ids):  # each session is one contiguous run
+        return np.cumsum(starts) - 1, ids
+    codes, uniques = pd.factorize(session_id, sort=False)
+    return codes.astype(np.int64), np.asarray(uniques, dtype=object).astype(str)
+
+
+def sort_order(codes: np.ndarray, t: np.ndarray) -> np.ndarray | None:
     """Stable order by (session code, timestamp); equal timestamps keep input order.
 
-    Input that is already sorted (as ingestion leaves it) costs one linear
-    check. Otherwise both keys are packed into one int64 when their ranges
-    fit in 63 bits (one stable argsort), else a two-key ``lexsort``.
+    Returns None when the input is already in that order (as ingestion leaves
+    it), which costs one linear check. Otherwise both keys are packed into one
+    int64 when their ranges fit in 63 bits (one stable argsort), else a
+    two-key ``lexsort``.
     """
     n = len(codes)
     if n == 0:
-        return np.zeros(0, dtype=np.int64)
+        return None
     step_code = np.diff(codes)
     if (step_code >= 0).all() and ((step_code > 0) | (np.diff(t) >= 0)).all():
-        return np.arange(n, dtype=np.int64)
+        return None
     t_span = int(t.max() - t.min())
     code_bits, t_bits = int(codes.max()).bit_length(), t_span.bit_length()
     if code_bits + t_bits <= 63:
@@ -94,25 +116,31 @@ def sort_events(events: pd.DataFrame) -> SegmentedEvents:
     missing = [col for col in c.TEST_COLUMNS if col != c.UID and col not in events.columns]
     if missing:
         raise KeyError(f"events frame lacks column(s) {missing}")
-    codes, session_ids = pd.factorize(events[c.SESSION_ID], sort=False)  # appearance order
+    codes, session_ids = session_codes(events[c.SESSION_ID])
     t = events[c.TIMESTAMP].to_numpy(dtype=np.int64)
     order = sort_order(codes, t)
-    session = codes[order].astype(np.int64)
+
+    def ordered(values: np.ndarray) -> np.ndarray:
+        return values if order is None else values[order]
+
+    session = ordered(codes).astype(np.int64)
     n = len(session)
     starts = np.r_[0, np.flatnonzero(np.diff(session)) + 1] if n else np.zeros(0, np.int64)
     sizes = np.diff(np.r_[starts, n])
     rank = np.arange(n, dtype=np.int64) - np.repeat(starts, sizes)
     users = None
     if c.USER_ID in events.columns:  # one lookup per session, not a copy of the column
-        users = events[c.USER_ID].iloc[order[starts]].to_numpy().astype(str)
+        first_rows = starts if order is None else order[starts]
+        column = pa.array(events[c.USER_ID].array, type=pa.string())
+        users = np.asarray(column.take(pa.array(first_rows)).to_pylist(), dtype=object).astype(str)
     return SegmentedEvents(
-        t=(t[order] - (t[order][starts][session] if n else 0)).astype(np.float64),
-        x=events[c.SCREEN_X].to_numpy(dtype=np.float64)[order],
-        y=events[c.SCREEN_Y].to_numpy(dtype=np.float64)[order],
-        code=events[c.EVENT_TYPE].to_numpy(dtype=np.int64)[order],
+        t=ordered(t),
+        x=ordered(events[c.SCREEN_X].to_numpy(dtype=np.float64)),
+        y=ordered(events[c.SCREEN_Y].to_numpy(dtype=np.float64)),
+        code=ordered(events[c.EVENT_TYPE].to_numpy()),
         session=session,
         rank=rank,
-        session_ids=np.asarray(session_ids, dtype=object).astype(str),
+        session_ids=session_ids,
         session_users=users,
     )
 
