@@ -3,8 +3,8 @@
 The functional core (``contract``, ``ingest``, ``validation``, ``simulate``,
 ``features``, ``modelling``, ``evaluation``, ``tracking``, ``prediction``)
 knows nothing of Dagster; ``mouse_pipeline.defs`` wires it into assets, and
-``defs`` (loaded lazily, so the core imports without Dagster's start-up cost)
-is the ``Definitions`` object that ``dagster ... -m mouse_pipeline`` finds.
+``defs`` is the ``Definitions`` object that ``dagster ... -m mouse_pipeline``
+finds (importing the package therefore imports Dagster too).
 """
 
 import os

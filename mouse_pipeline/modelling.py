@@ -106,13 +106,15 @@ def build_pipeline(family: str, params: dict, random_state: int = 0) -> Pipeline
         clf = ExtraTreesClassifier(random_state=random_state, n_jobs=1, **params)
     else:
         raise ValueError(f"unknown estimator family {family!r}")
-    return Pipeline(
-        [
-            ("log", FunctionTransformer(signed_log1p, feature_names_out="one-to-one")),
-            ("scale", StandardScaler()),
-            ("classifier", clf),
-        ]
-    )
+    return Pipeline([*preprocessing_steps(), ("classifier", clf)])
+
+
+def preprocessing_steps() -> list[tuple[str, object]]:
+    """The steps every model starts with: signed log, then standard scaling."""
+    return [
+        ("log", FunctionTransformer(signed_log1p, feature_names_out="one-to-one")),
+        ("scale", StandardScaler()),
+    ]
 
 
 @dataclass(frozen=True)
@@ -219,7 +221,7 @@ def build_feature_matrix(train_features: pd.DataFrame, test_features: pd.DataFra
     missing = [col for col in columns if col not in test_features.columns]
     if missing:
         raise KeyError(f"test features lack {len(missing)} training column(s): {missing[:10]}")
-    preprocessor = Pipeline(build_pipeline("mlp", {}).steps[:-1])
+    preprocessor = Pipeline(preprocessing_steps())
     train = train_features[columns]
     test = test_features[columns]
     train_scaled = preprocessor.fit_transform(train)

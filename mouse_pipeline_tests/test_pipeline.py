@@ -6,7 +6,6 @@ import dagster as dg
 import mlflow
 import numpy as np
 import pandas as pd
-import pytest
 from mlflow.tracking import MlflowClient
 
 from mouse_pipeline import contract as c
