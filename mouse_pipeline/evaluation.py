@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 from sklearn.metrics import accuracy_score, classification_report, confusion_matrix, f1_score
+
+from mouse_pipeline.figures import png_bytes, pyplot
 
 
 def session_probabilities(proba: np.ndarray, classes: np.ndarray, sessions: np.ndarray) -> pd.DataFrame:
@@ -72,11 +73,7 @@ def evaluation_report(truth: pd.Series, proba: pd.DataFrame) -> EvaluationReport
 
 def confusion_heatmap_png(confusion: pd.DataFrame, title: str = "Confusion matrix (sessions)") -> bytes:
     """The confusion matrix as a PNG heatmap (the notebook's plot); users numbered 0..n-1."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     n = len(confusion)
     fig, ax = plt.subplots(figsize=(2 + 0.35 * n, 1.5 + 0.35 * n), dpi=90)
     image = ax.imshow(confusion.to_numpy(), cmap="Blues")
@@ -87,7 +84,4 @@ def confusion_heatmap_png(confusion: pd.DataFrame, title: str = "Confusion matri
     ax.set_title(title, fontsize=10)
     fig.colorbar(image, ax=ax, fraction=0.046)
     fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
-    plt.close(fig)
-    return buffer.getvalue()
+    return png_bytes(fig)

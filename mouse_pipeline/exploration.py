@@ -8,7 +8,6 @@ rerun replaces the figures instead of piling them up.
 
 from __future__ import annotations
 
-import io
 import re
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from mouse_pipeline import contract as c
+from mouse_pipeline.figures import png_bytes, pyplot
 
 #: Colour of each (from, to) event transition in trajectory plots; other pairs are grey.
 TRANSITION_COLOURS = {
@@ -54,21 +54,8 @@ def data_profile(events: pd.DataFrame) -> dict[str, pd.DataFrame]:
     return {"sessions": sessions, "summary": summary, "event_mix": mix.reset_index()}
 
 
-def _figure_png(fig) -> bytes:
-    import matplotlib.pyplot as plt
-
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
-    plt.close(fig)
-    return buffer.getvalue()
-
-
 def _panels(n: int):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     cols = min(n, 3)
     rows = int(np.ceil(n / cols))
     fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.2 * rows), dpi=70, squeeze=False)
@@ -94,16 +81,12 @@ def trajectories_png(user_events: pd.DataFrame, title: str) -> bytes:
         ax.tick_params(labelsize=6)
     fig.suptitle(title, fontsize=9)
     fig.subplots_adjust(left=0.06, right=0.98, bottom=0.08, top=0.88, wspace=0.25, hspace=0.35)
-    return _figure_png(fig)
+    return png_bytes(fig)
 
 
 def timelines_png(user_events: pd.DataFrame, title: str) -> bytes:
     """Event type over time for each session of one user: linear (left) and log-log (right)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     sessions = sorted(user_events[c.SESSION_ID].unique())[:MAX_SESSIONS_PER_FIGURE]
     fig, (linear, loglog) = plt.subplots(1, 2, figsize=(9, 3.2), dpi=70)
     for offset, session in enumerate(sessions):
@@ -124,7 +107,7 @@ def timelines_png(user_events: pd.DataFrame, title: str) -> bytes:
     linear.legend(fontsize=5, markerscale=2)
     fig.suptitle(title, fontsize=9)
     fig.subplots_adjust(left=0.1, right=0.98, bottom=0.15, top=0.85, wspace=0.3)
-    return _figure_png(fig)
+    return png_bytes(fig)
 
 
 def plot_file_stem(user_id: str) -> str:

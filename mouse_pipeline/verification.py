@@ -20,7 +20,6 @@ training, :func:`leave_one_user_out_scores`) gets the verdict ``unknown``.
 
 from __future__ import annotations
 
-import io
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -32,6 +31,7 @@ from sklearn.metrics import roc_auc_score, roc_curve
 
 from mouse_pipeline import contract as c
 from mouse_pipeline.evaluation import session_probabilities
+from mouse_pipeline.figures import png_bytes, pyplot
 from mouse_pipeline.modelling import SessionPerUserKFold
 
 UNKNOWN = "unknown"
@@ -180,12 +180,7 @@ def open_set_verdicts(best_score: pd.Series, best_user: pd.Series, threshold: fl
 
 def det_curve_png(curves: dict[str, ErrorRates]) -> bytes:
     """ROC curves (false-reject against false-accept rate, log false-accept axis) as a PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5, 4), dpi=90)
+    fig, ax = pyplot().subplots(figsize=(5, 4), dpi=90)
     for name, rates in curves.items():
         curve = rates.curve
         ax.plot(np.maximum(curve["false_accept_rate"], 1e-4), curve["false_reject_rate"],
@@ -198,7 +193,4 @@ def det_curve_png(curves: dict[str, ErrorRates]) -> bytes:
     ax.set_title("Error trade-off (dots: chosen thresholds)", fontsize=9)
     ax.legend(fontsize=7)
     fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
-    plt.close(fig)
-    return buffer.getvalue()
+    return png_bytes(fig)

@@ -1,6 +1,5 @@
 """Jobs, the retraining schedule and the inbox sensor."""
 
-import hashlib
 import json
 import os
 from pathlib import Path
@@ -10,6 +9,7 @@ import dagster as dg
 from mouse_pipeline.defs.resources import MlflowTracking, MouseDataResource
 from mouse_pipeline.ingest import EventFileError
 from mouse_pipeline.scoring import output_name, score_file
+from mouse_pipeline.tracking import file_sha256
 
 #: Everything from ingestion to predictions (the exploration group is left to its own runs).
 retrain = dg.define_asset_job(
@@ -66,14 +66,6 @@ def retrain_schedule() -> dg.ScheduleDefinition:
     )
 
 
-def file_digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def inbox_sensor(inbox_dir: str) -> dg.SensorDefinition:
     """One ``score_new_sessions`` run per new or changed CSV in ``inbox_dir``.
 
@@ -97,7 +89,7 @@ def inbox_sensor(inbox_dir: str) -> dg.SensorDefinition:
             previous = seen.get(key)
             if previous and previous[:2] == [stat.st_size, stat.st_mtime_ns]:
                 continue  # untouched since last scored: not even re-hashed
-            digest = file_digest(path)
+            digest = file_sha256(path)
             seen[key] = [stat.st_size, stat.st_mtime_ns, digest]
             if previous and previous[2] == digest:
                 continue  # touched but identical content
