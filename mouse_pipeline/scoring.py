@@ -62,6 +62,20 @@ def feature_config_of_run(client: MlflowClient, run_id: str) -> FeatureConfig:
     )
 
 
+def features_for_model(
+    events: pd.DataFrame, features: pd.DataFrame, features_config: FeatureConfig, client: MlflowClient, run_id: str
+) -> pd.DataFrame:
+    """Features as the model of ``run_id`` was trained on them.
+
+    ``features`` (computed from ``events`` with ``features_config``) are used
+    as they are when the settings match the run's; otherwise the events are
+    featurised again with the run's settings, so that a champion trained on,
+    say, whole sessions is never fed windows.
+    """
+    wanted = feature_config_of_run(client, run_id)
+    return features if wanted == features_config else extract_features(events, wanted)
+
+
 def score_file(
     path: str | Path, out_dir: str | Path, tracking_uri: str, model_name: str,
     progress: Callable[[str], None] | None = None,

@@ -18,6 +18,7 @@ from mouse_pipeline import contract as c
 from mouse_pipeline.cli import main as cli_main
 from mouse_pipeline.definitions import build_definitions
 from mouse_pipeline.defs.automation import inbox_sensor, retrain_schedule
+from mouse_pipeline.defs.resources import FeatureSettings
 from mouse_pipeline_tests.test_pipeline import ALL_ASSETS, FAST_CONFIG, materialized, resources, run
 
 
@@ -39,6 +40,19 @@ def trained(tmp_path_factory, small_simulation):
 def test_retrain_job_covers_ingestion_to_predictions(trained):
     assert materialized(trained["result"]) == ALL_ASSETS
     assert (trained["tmp"] / "data" / "predictions" / "Predicted_mouse.csv").exists()
+
+
+def test_predictions_use_the_champions_feature_settings(trained):
+    """Changed window settings after training do not feed the champion windows it never saw."""
+    res = dict(trained["resources"])
+    res["feature_settings"] = FeatureSettings(window_size=40)  # the champion was trained on whole sessions
+    defs = build_definitions(res, inbox_dir=str(trained["tmp"] / "inbox"))
+    result = run(defs, "key:test_session_features or key:predictions")
+    assert result.success
+    windows = result.output_for_node("test_session_features")
+    assert windows.groupby(c.SESSION_ID).size().max() > 1  # the current settings cut windows
+    sessions = result.output_for_node("predictions")
+    assert (sessions["n_windows"] == 1).all()  # ...but the champion scored whole sessions
 
 
 def test_schedule_is_weekly_stopped_by_default_and_configurable(monkeypatch, trained):

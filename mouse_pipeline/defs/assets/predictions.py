@@ -3,13 +3,13 @@
 
 import dagster as dg
 import pandas as pd
+from mlflow.tracking import MlflowClient
 
 from mouse_pipeline import contract as c
 from mouse_pipeline.defs.metadata import table_preview
-from mouse_pipeline.defs.resources import MlflowTracking, MouseDataResource
-from mlflow.tracking import MlflowClient
-
+from mouse_pipeline.defs.resources import FeatureSettings, MlflowTracking, MouseDataResource
 from mouse_pipeline.prediction import UNKNOWN, label_test_rows, predict_sessions
+from mouse_pipeline.scoring import features_for_model
 from mouse_pipeline.tracking import load_champion
 
 GROUP = "prediction"
@@ -29,6 +29,7 @@ def predictions(
     raw_test_events: pd.DataFrame,
     mlflow_tracking: MlflowTracking,
     mouse_data: MouseDataResource,
+    feature_settings: FeatureSettings,
 ) -> dg.Output:
     """Predicted user of every test session by ``models:/mouse-user-identifier@champion``, written
     as ``predictions/Predicted_mouse.csv`` (every test row, original order, notebook format) and
@@ -38,8 +39,11 @@ def predictions(
         model, version = load_champion(mlflow_tracking.uri(), mlflow_tracking.registered_model_name)
     except LookupError as exc:
         raise dg.Failure(str(exc)) from exc
-    unknown_below = MlflowClient(mlflow_tracking.uri()).get_run(version.run_id).data.metrics.get("unknown_threshold")
-    sessions = predict_sessions(model, test_session_features, unknown_below)
+    client = MlflowClient(mlflow_tracking.uri())
+    unknown_below = client.get_run(version.run_id).data.metrics.get("unknown_threshold")
+    features = features_for_model(raw_test_events, test_session_features, feature_settings.config(), client,
+                                  version.run_id)
+    sessions = predict_sessions(model, features, unknown_below)
     rows = label_test_rows(raw_test_events, sessions)
     out = mouse_data.output_dir("predictions")
     rows.to_csv(out / "Predicted_mouse.csv", index=False)

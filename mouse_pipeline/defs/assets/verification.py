@@ -11,11 +11,20 @@ from mlflow.tracking import MlflowClient
 from mouse_pipeline import tracking
 from mouse_pipeline.defs.assets.model import TrainedModel
 from mouse_pipeline.defs.metadata import png_markdown, table_preview
-from mouse_pipeline.defs.resources import MlflowTracking, MouseDataResource
+from mouse_pipeline.defs.resources import (
+    FeatureSettings,
+    MlflowTracking,
+    MouseDataResource,
+)
 from mouse_pipeline.modelling import FeatureMatrix
 from mouse_pipeline.prediction import session_probabilities_of
+from mouse_pipeline.scoring import features_for_model
 from mouse_pipeline.verification import (
-    ErrorRates, det_curve_png, error_rates, genuine_and_impostor_scores, leave_one_user_out_scores,
+    ErrorRates,
+    det_curve_png,
+    error_rates,
+    genuine_and_impostor_scores,
+    leave_one_user_out_scores,
     verify_claims,
 )
 
@@ -95,7 +104,8 @@ def _champion_thresholds(mlflow_tracking: MlflowTracking):
 
 @dg.asset(group_name=GROUP, deps=[verification_calibration])
 def verification(
-    test_session_features: pd.DataFrame, mouse_data: MouseDataResource, mlflow_tracking: MlflowTracking,
+    test_session_features: pd.DataFrame, raw_test_events: pd.DataFrame, mouse_data: MouseDataResource,
+    mlflow_tracking: MlflowTracking, feature_settings: FeatureSettings,
 ) -> dg.MaterializeResult:
     """Decisions on the claims in MOUSE_CLAIMS_CSV (session_id, claimed_user_id) by the champion
     at its calibrated threshold, written to ``predictions/verification.csv``; claims naming an
@@ -111,8 +121,9 @@ def verification(
     if "verification_threshold" not in metrics:
         raise dg.Failure(f"champion version {version.version} has no calibrated verification threshold: "
                          "materialise verification_calibration for it")
-    decisions = verify_claims(session_probabilities_of(model, test_session_features), claims,
-                              metrics["verification_threshold"])
+    features = features_for_model(raw_test_events, test_session_features, feature_settings.config(),
+                                  MlflowClient(mlflow_tracking.uri()), version.run_id)
+    decisions = verify_claims(session_probabilities_of(model, features), claims, metrics["verification_threshold"])
     decisions.to_csv(out, index=False)
     problems = decisions[decisions["problem"] != ""]
     return dg.MaterializeResult(
