@@ -7,8 +7,8 @@ import pandas as pd
 
 from mouse_pipeline import contract as c
 from mouse_pipeline.evaluation import session_probabilities
+from mouse_pipeline.verification import UNKNOWN, open_set_verdicts  # noqa: F401 (UNKNOWN re-exported)
 
-UNKNOWN = "unknown"
 
 
 def model_inputs(model, features: pd.DataFrame) -> pd.DataFrame:
@@ -57,7 +57,7 @@ def predict_sessions(model, features: pd.DataFrame, unknown_below: float | None 
         }
     )
     if unknown_below is not None:
-        out["verdict"] = out[c.USER_ID].where(out["probability"] >= unknown_below, UNKNOWN)
+        out["verdict"] = open_set_verdicts(out["probability"], out[c.USER_ID], unknown_below)
     return out
 
 
