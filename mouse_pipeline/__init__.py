@@ -1,10 +1,11 @@
 """mouse-pipeline: who is holding the mouse? Dagster assets from raw mouse events to predictions.
 
 The functional core (``contract``, ``ingest``, ``validation``, ``simulate``,
-``features``, ``modelling``, ``evaluation``, ``tracking``, ``prediction``)
-knows nothing of Dagster; ``mouse_pipeline.defs`` wires it into assets, and
-``defs`` is the ``Definitions`` object that ``dagster ... -m mouse_pipeline``
-finds (importing the package therefore imports Dagster too).
+``features``, ``modelling``, ``evaluation``, ``tracking``, ``prediction``,
+``spark_engine``) knows nothing of Dagster; ``mouse_pipeline.orchestration``
+wires it into assets. ``defs``, the ``Definitions`` object that
+``dagster ... -m mouse_pipeline`` finds, is imported on first access, so that
+code using only the core (a Spark executor, say) never imports Dagster.
 """
 
 import os
@@ -13,6 +14,17 @@ import os
 # internet access, keeps a finished process alive for minutes. Opt out unless the user chose.
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
-from mouse_pipeline.definitions import defs  # noqa: E402
-
 __all__ = ["defs"]
+
+
+def __getattr__(name: str):
+    if name == "defs":
+        from mouse_pipeline.definitions import defs
+
+        globals()["defs"] = defs
+        return defs
+    raise AttributeError(f"module 'mouse_pipeline' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:  # Dagster's module loader lists members with dir()
+    return sorted({*globals(), "defs"})

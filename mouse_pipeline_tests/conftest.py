@@ -39,3 +39,30 @@ def small_simulation():
 @pytest.fixture()
 def small_files(tmp_path, small_simulation) -> dict[str, Path]:
     return small_simulation.write(tmp_path / "sim")
+
+
+#: Set in CI, where PySpark and Java are installed: Spark tests then fail instead of skipping.
+REQUIRE_SPARK = os.environ.get("MOUSE_REQUIRE_SPARK", "") == "1"
+
+
+def _no_spark(reason: str):
+    if REQUIRE_SPARK:
+        pytest.fail(f"MOUSE_REQUIRE_SPARK=1 but {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def spark_session():
+    """A real local Spark (2 cores) shared by the Spark tests; skipped where PySpark or Java is missing."""
+    try:
+        import pyspark  # noqa: F401
+    except ImportError:
+        _no_spark("PySpark is not installed (pip install -e '.[spark]')")
+    from mouse_pipeline.spark_engine import start_session
+
+    try:
+        spark = start_session("local[2]", "mouse-pipeline-tests", {"spark.sql.shuffle.partitions": "4"})
+    except Exception as exc:  # no Java, most often
+        _no_spark(f"Spark did not start: {exc}")
+    yield spark
+    spark.stop()

@@ -17,8 +17,8 @@ import pytest
 from mouse_pipeline import contract as c
 from mouse_pipeline.cli import main as cli_main
 from mouse_pipeline.definitions import build_definitions
-from mouse_pipeline.defs.automation import inbox_sensor, retrain_schedule
-from mouse_pipeline.defs.resources import FeatureSettings
+from mouse_pipeline.orchestration.automation import inbox_sensor, retrain_schedule
+from mouse_pipeline.orchestration.resources import FeatureSettings
 from mouse_pipeline_tests.test_pipeline import ALL_ASSETS, FAST_CONFIG, materialized, resources, run
 
 

@@ -10,7 +10,7 @@ from mlflow.tracking import MlflowClient
 
 from mouse_pipeline import contract as c
 from mouse_pipeline.definitions import build_definitions
-from mouse_pipeline.defs.resources import (
+from mouse_pipeline.orchestration.resources import (
     FeatureSettings, MlflowTracking, MouseDataResource, ValidationSettings, resources_from_env,
 )
 
@@ -56,7 +56,12 @@ def test_definitions_hold_every_asset_check_and_resource(monkeypatch, tmp_path):
     monkeypatch.setenv("MOUSE_WINDOW_SIZE", "25")
     defs = build_definitions()
     graph = defs.resolve_asset_graph()
-    assert {k.to_user_string() for k in graph.get_all_asset_keys()} == ALL_ASSETS | EXPLORATION_ASSETS
+    assert {k.to_user_string() for k in graph.get_all_asset_keys()} == (
+        ALL_ASSETS | EXPLORATION_ASSETS | {"batch_session_features"})
+    # The batches' features are materialised by the other code location: here only a partitioned spec.
+    batch_features = graph.get(dg.AssetKey("batch_session_features"))
+    assert not batch_features.is_executable and batch_features.partitions_def is not None
+    assert all(graph.get(k).partitions_def is None for k in graph.executable_asset_keys)
     assert {j.name for j in defs.resolve_all_job_defs()} >= {"retrain", "score_new_sessions"}
     assert [s.name for s in defs.schedules] == ["weekly_retrain"]
     assert [s.name for s in defs.sensors] == ["inbox_sensor"]

@@ -12,8 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import dagster as dg
+from pydantic import PrivateAttr
 
 from mouse_pipeline.features import FeatureConfig
+from mouse_pipeline.spark_engine import DEFAULT_MASTER, check_engine, spark_master
 from mouse_pipeline.simulate import TEST_FILE, TRAIN_FILE, simulate
 from mouse_pipeline.tracking import default_tracking_uri
 
@@ -39,11 +41,21 @@ class MouseDataResource(dg.ConfigurableResource):
     train_csv: str = ""
     test_csv: str = ""
     claims_csv: str = ""
+    landing_dir: str = ""
     simulation_seed: int = 0
 
     @property
     def root(self) -> Path:
         return Path(self.data_dir)
+
+    @property
+    def tables_dir(self) -> Path:
+        """Where event and feature tables are stored as Parquet."""
+        return self.root / "tables"
+
+    def landing(self) -> Path:
+        """The landing folder of training batches (``landing_dir``, default ``<data_dir>/landing``)."""
+        return Path(self.landing_dir) if self.landing_dir else self.root / "landing"
 
     def output_dir(self, name: str) -> Path:
         """A sub-folder of the data folder, created if needed."""
@@ -78,14 +90,58 @@ class MouseDataResource(dg.ConfigurableResource):
 
 
 class FeatureSettings(dg.ConfigurableResource):
-    """How sessions are cut into windows and actions; shared by training and test data."""
+    """How sessions are cut into windows and actions, shared by training and test data, and which
+    engine computes the features: ``pandas`` (in this process) or ``spark`` (see :class:`SparkResource`)."""
 
     window_size: int = 0
     window_unit: str = "events"
     pause_ms: float = 2000.0
+    engine: str = "pandas"
 
     def config(self) -> FeatureConfig:
         return FeatureConfig(self.window_size, self.window_unit, self.pause_ms)  # type: ignore[arg-type]
+
+    @property
+    def uses_spark(self) -> bool:
+        return check_engine(self.engine) == "spark"
+
+
+class SparkResource(dg.ConfigurableResource):
+    """The Spark session of the Spark feature engine, started on first use.
+
+    Nothing happens until a step calls :meth:`session`, so runs on the pandas
+    engine never import PySpark nor start a JVM. The session is stopped when
+    the run's steps are done. ``master`` is any Spark master URL
+    (``local[*]``, ``local[2]``, ``spark://host:7077``...); ``conf`` adds Spark
+    settings (executor memory, cores...).
+    """
+
+    master: str = DEFAULT_MASTER
+    app_name: str = "mouse-pipeline"
+    conf: dict[str, str] = {}
+    _session: object = PrivateAttr(default=None)
+    _owned: bool = PrivateAttr(default=False)
+
+    @property
+    def started(self) -> bool:
+        return self._session is not None
+
+    def session(self):
+        """The ``pyspark.sql.SparkSession``, started now if it was not yet (a session already active
+        in this process, a notebook's say, is used as it is)."""
+        if self._session is None:
+            from pyspark.sql import SparkSession
+
+            from mouse_pipeline.spark_engine import start_session
+
+            self._owned = SparkSession.getActiveSession() is None
+            self._session = start_session(self.master, self.app_name, self.conf)
+        return self._session
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        if self._session is not None and self._owned:
+            self._session.stop()
+        self._session = None
 
 
 class ValidationSettings(dg.ConfigurableResource):
@@ -121,7 +177,11 @@ def _env(name: str, default: str) -> str:
 
 
 def resources_from_env() -> dict[str, dg.ConfigurableResource]:
-    """Resources configured from ``MOUSE_*`` and ``MLFLOW_TRACKING_URI`` environment variables."""
+    """Resources configured from ``MOUSE_*`` and ``MLFLOW_TRACKING_URI`` environment variables.
+
+    ``MOUSE_ENGINE`` (``pandas`` or ``spark``) picks the feature engine and
+    ``MOUSE_SPARK_MASTER`` the Spark master (default ``local[*]``).
+    """
     data_dir = _env("MOUSE_DATA_DIR", "data")
     return {
         "mouse_data": MouseDataResource(
@@ -129,12 +189,15 @@ def resources_from_env() -> dict[str, dg.ConfigurableResource]:
             train_csv=_env("MOUSE_TRAIN_CSV", ""),
             test_csv=_env("MOUSE_TEST_CSV", ""),
             claims_csv=_env("MOUSE_CLAIMS_CSV", ""),
+            landing_dir=_env("MOUSE_LANDING_DIR", ""),
         ),
         "feature_settings": FeatureSettings(
             window_size=int(_env("MOUSE_WINDOW_SIZE", "0")),
             window_unit=_env("MOUSE_WINDOW_UNIT", "events"),
             pause_ms=float(_env("MOUSE_PAUSE_MS", "2000")),
+            engine=check_engine(_env("MOUSE_ENGINE", "pandas")),
         ),
+        "spark": SparkResource(master=spark_master()),
         "validation_settings": ValidationSettings(
             min_balance_ratio=float(_env("MOUSE_MIN_BALANCE_RATIO", "0.5")),
         ),

@@ -9,9 +9,9 @@ import pandas as pd
 from mlflow.tracking import MlflowClient
 
 from mouse_pipeline import tracking
-from mouse_pipeline.defs.assets.model import TrainedModel
-from mouse_pipeline.defs.metadata import png_markdown, table_preview
-from mouse_pipeline.defs.resources import (
+from mouse_pipeline.orchestration.assets.model import TrainedModel
+from mouse_pipeline.orchestration.metadata import png_markdown, table_preview
+from mouse_pipeline.orchestration.resources import (
     FeatureSettings,
     MlflowTracking,
     MouseDataResource,

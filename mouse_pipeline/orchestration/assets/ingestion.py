@@ -5,21 +5,22 @@ import dagster as dg
 import pandas as pd
 
 from mouse_pipeline import contract as c
-from mouse_pipeline.defs.metadata import table_preview
-from mouse_pipeline.defs.resources import MouseDataResource
+from mouse_pipeline.orchestration.metadata import table_preview
+from mouse_pipeline.orchestration.resources import MouseDataResource
 from mouse_pipeline.ingest import EventFileError, IngestResult, empty_rejected, read_events
 
 GROUP = "ingestion"
 
 
-def _read(path, labelled: bool) -> IngestResult:
+def read_or_fail(path, labelled: bool) -> IngestResult:
+    """The file's events and rejected rows, or a Dagster failure naming the file and the fault."""
     try:
         return read_events(path, labelled=labelled)
     except EventFileError as exc:
         raise dg.Failure(description=str(exc), metadata={"file": str(path)}) from exc
 
 
-def _outputs(context: dg.AssetExecutionContext, result: IngestResult, events_key: str, rejected_key: str,
+def ingestion_outputs(context: dg.AssetExecutionContext, result: IngestResult, events_key: str, rejected_key: str,
              simulated: bool):
     """Outputs of one ingestion, only those selected (the multi-asset can be subset)."""
     events = result.events
@@ -54,8 +55,9 @@ def _ingestion_asset(kind: str, labelled: bool) -> dg.AssetsDefinition:
         name=f"{kind}_events",
         outs={
             events_key: dg.AssetOut(
-                description=f"Clean {label} events of the {kind} CSV, sorted by (session_id, timestamp).",
-                group_name=GROUP, is_required=False,
+                description=f"Clean {label} events of the {kind} CSV, sorted by (session_id, timestamp); "
+                            "stored as Parquet for either feature engine.",
+                group_name=GROUP, is_required=False, io_manager_key="events_io_manager",
             ),
             rejected_key: dg.AssetOut(
                 description=f"Rows of the {kind} CSV that failed parsing, with line number and reason.",
@@ -68,7 +70,7 @@ def _ingestion_asset(kind: str, labelled: bool) -> dg.AssetsDefinition:
     def _ingest(context: dg.AssetExecutionContext, mouse_data: MouseDataResource):
         files = mouse_data.event_files()
         path = files.train if labelled else files.test
-        yield from _outputs(context, _read(path, labelled), events_key, rejected_key, files.simulated)
+        yield from ingestion_outputs(context, read_or_fail(path, labelled), events_key, rejected_key, files.simulated)
 
     return _ingest
 

@@ -13,8 +13,8 @@ from mlflow.tracking import MlflowClient
 from sklearn.pipeline import Pipeline
 
 from mouse_pipeline import tracking
-from mouse_pipeline.defs.metadata import png_markdown, table_preview
-from mouse_pipeline.defs.resources import FeatureSettings, MlflowTracking, MouseDataResource
+from mouse_pipeline.orchestration.metadata import png_markdown, table_preview
+from mouse_pipeline.orchestration.resources import FeatureSettings, MlflowTracking, MouseDataResource
 from mouse_pipeline.evaluation import (
     confusion_heatmap_png, evaluation_report, session_probabilities, session_scores,
 )

@@ -1,4 +1,4 @@
-"""Jobs, the retraining schedule and the inbox sensor."""
+"""Jobs, the retraining schedule, the inbox sensor and the file-watching they share."""
 
 import json
 import os
@@ -6,7 +6,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from mouse_pipeline.defs.resources import MlflowTracking, MouseDataResource
+from mouse_pipeline.orchestration.resources import MlflowTracking, MouseDataResource
 from mouse_pipeline.ingest import EventFileError
 from mouse_pipeline.scoring import output_name, score_file
 from mouse_pipeline.tracking import file_sha256
@@ -66,42 +66,52 @@ def retrain_schedule() -> dg.ScheduleDefinition:
     )
 
 
-def inbox_sensor(inbox_dir: str) -> dg.SensorDefinition:
-    """One ``score_new_sessions`` run per new or changed CSV in ``inbox_dir``.
+def changed_files(folder: Path, pattern: str, cursor: str | None) -> tuple[list[tuple[Path, str]], str]:
+    """Files of ``folder`` matching ``pattern`` that are new or changed since ``cursor``, with their
+    sha256, and the cursor to store next.
 
-    The cursor maps each file to the (size, mtime, sha256) last scored, so an
-    unchanged file is hashed once and never scored twice; a changed file is
-    scored again. The run key (path and hash) makes each request idempotent.
+    The cursor maps each file to the (size, mtime, sha256) last seen, so an
+    unchanged file is hashed once and never reported twice; a file whose
+    content changed is reported again, one merely touched is not.
     """
+    seen: dict[str, list] = json.loads(cursor) if cursor else {}
+    changed = []
+    for path in sorted(folder.glob(pattern)):
+        stat = path.stat()
+        key = str(path.resolve())
+        previous = seen.get(key)
+        if previous and previous[:2] == [stat.st_size, stat.st_mtime_ns]:
+            continue  # untouched since last seen: not even re-hashed
+        digest = file_sha256(path)
+        seen[key] = [stat.st_size, stat.st_mtime_ns, digest]
+        if previous and previous[2] == digest:
+            continue  # touched but identical content
+        changed.append((path.resolve(), digest))
+    return changed, json.dumps(seen, sort_keys=True)
+
+
+def inbox_sensor(inbox_dir: str) -> dg.SensorDefinition:
+    """One ``score_new_sessions`` run per new or changed CSV in ``inbox_dir`` (see :func:`changed_files`);
+    the run key (path and hash) makes each request idempotent."""
 
     @dg.sensor(job=score_new_sessions, minimum_interval_seconds=15, name="inbox_sensor",
                description=f"Scores CSV files dropped into {inbox_dir} (MOUSE_INBOX_DIR).",
                default_status=dg.DefaultSensorStatus.RUNNING)
     def _sensor(context: dg.SensorEvaluationContext):
-        seen: dict[str, list] = json.loads(context.cursor) if context.cursor else {}
         inbox = Path(inbox_dir)
         if not inbox.is_dir():
             return dg.SkipReason(f"inbox {inbox} does not exist yet")
-        requests = []
-        for path in sorted(inbox.glob("*.csv")):
-            stat = path.stat()
-            key = str(path.resolve())
-            previous = seen.get(key)
-            if previous and previous[:2] == [stat.st_size, stat.st_mtime_ns]:
-                continue  # untouched since last scored: not even re-hashed
-            digest = file_sha256(path)
-            seen[key] = [stat.st_size, stat.st_mtime_ns, digest]
-            if previous and previous[2] == digest:
-                continue  # touched but identical content
-            requests.append(
-                dg.RunRequest(
-                    run_key=f"{key}:{digest}",
-                    run_config={"ops": {"score_csv": {"config": {
-                        "csv_path": key, "output_name": f"{output_name(path)}-{digest[:8]}"}}}},
-                    tags={"inbox_file": path.name},
-                )
+        changed, cursor = changed_files(inbox, "*.csv", context.cursor)
+        requests = [
+            dg.RunRequest(
+                run_key=f"{path}:{digest}",
+                run_config={"ops": {"score_csv": {"config": {
+                    "csv_path": str(path), "output_name": f"{output_name(path)}-{digest[:8]}"}}}},
+                tags={"inbox_file": path.name},
             )
-        context.update_cursor(json.dumps(seen, sort_keys=True))
+            for path, digest in changed
+        ]
+        context.update_cursor(cursor)
         return requests or dg.SkipReason("no new or changed CSV in the inbox")
 
     return _sensor

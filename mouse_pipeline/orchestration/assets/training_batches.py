@@ -1,0 +1,72 @@
+"""Partitioned assets of the training batches: one partition per file of the landing folder.
+
+A batch goes through the same ingestion, checks and feature code as the
+training file: ``batch_events`` (Parquet) and ``rejected_batch_events``, the
+blocking event checks, then ``batch_session_features`` on the configured
+engine. Training reads every materialised partition (see
+:mod:`mouse_pipeline.orchestration.batches`).
+"""
+
+
+import dagster as dg
+import pandas as pd
+
+from mouse_pipeline.orchestration.assets.features import featurise, well_formed
+from mouse_pipeline.orchestration.assets.ingestion import ingestion_outputs, read_or_fail
+from mouse_pipeline.orchestration.batches import (
+    BATCH_EVENTS, BATCH_FEATURES, GROUP, REJECTED_BATCH_EVENTS, TRAINING_BATCHES,
+)
+from mouse_pipeline.orchestration.checks import labelled_event_checks
+from mouse_pipeline.orchestration.resources import FeatureSettings, MouseDataResource, SparkResource
+from mouse_pipeline.orchestration.storage import EventTable
+
+
+@dg.multi_asset(
+    name="training_batch",
+    partitions_def=TRAINING_BATCHES,
+    outs={
+        BATCH_EVENTS: dg.AssetOut(
+            description="Clean labelled events of one landed training batch, stored as Parquet.",
+            group_name=GROUP, is_required=False, io_manager_key="events_io_manager",
+        ),
+        REJECTED_BATCH_EVENTS: dg.AssetOut(
+            description="Rows of the batch file that failed parsing, with line number and reason.",
+            group_name=GROUP, is_required=False,
+        ),
+    },
+    can_subset=True,
+    description="Read one training batch (a CSV in MOUSE_LANDING_DIR named by the partition key).",
+)
+def training_batch(context: dg.AssetExecutionContext, mouse_data: MouseDataResource):
+    path = mouse_data.landing() / context.partition_key
+    yield from ingestion_outputs(context, read_or_fail(path, labelled=True), BATCH_EVENTS, REJECTED_BATCH_EVENTS,
+                                 simulated=False)
+
+
+@dg.asset(
+    name=BATCH_FEATURES, partitions_def=TRAINING_BATCHES, group_name=GROUP, io_manager_key="events_io_manager",
+    ins={"events": dg.AssetIn(BATCH_EVENTS, input_manager_key="event_table_loader")},
+)
+def batch_session_features(
+    context: dg.AssetExecutionContext, events: EventTable, feature_settings: FeatureSettings,
+    spark: SparkResource, mouse_data: MouseDataResource,
+) -> dg.Output:
+    """Features of one training batch, on the configured engine; stored as Parquet with the feature
+    settings they were made with, for training to read."""
+    table, info = featurise(context, events, feature_settings, spark, mouse_data)
+    return dg.Output(table, metadata={"sessions": int(table["session_id"].nunique()), **info,
+                                      "dagster/row_count": len(table)})
+
+
+@dg.asset_check(
+    asset=BATCH_FEATURES, blocking=True,
+    description="One row per session window, every session of the batch present, no NaN and no infinity.",
+    additional_ins={"events": dg.AssetIn(BATCH_EVENTS, input_manager_key="event_table_loader")},
+)
+def batch_features_one_row_per_window_all_finite(
+    batch_session_features: pd.DataFrame, events: EventTable
+) -> dg.AssetCheckResult:
+    return well_formed(batch_session_features, events.read(columns=["session_id"])["session_id"])
+
+
+BATCH_EVENT_CHECKS = labelled_event_checks(BATCH_EVENTS, whole_training_set=False)

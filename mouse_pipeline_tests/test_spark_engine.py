@@ -1,0 +1,138 @@
+"""The Spark engine gives the pandas engine's features, value for value, and keeps bad rows."""
+
+from __future__ import annotations
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+import pytest
+
+from mouse_pipeline import contract as c
+from mouse_pipeline import spark_engine
+from mouse_pipeline.definitions import build_definitions
+from mouse_pipeline.features import FeatureConfig, extract_features
+from mouse_pipeline.ingest import read_events
+from mouse_pipeline.orchestration.resources import FeatureSettings, SparkResource
+from mouse_pipeline_tests.test_pipeline import materialized, resources, run
+
+CONFIGS = [FeatureConfig(), FeatureConfig(window_size=50), FeatureConfig(window_size=5, window_unit="actions",
+                                                                           pause_ms=500)]
+
+
+def assert_same_features(pandas_table: pd.DataFrame, spark_table: pd.DataFrame) -> None:
+    """Same rows, columns and order; every feature equal to 1e-9 (relative)."""
+    assert list(spark_table.columns) == list(pandas_table.columns)
+    pd.testing.assert_frame_equal(spark_table, pandas_table, check_dtype=False, rtol=1e-9, atol=1e-12)
+
+
+def test_engine_and_format_names_are_checked():
+    assert spark_engine.check_engine("spark") == "spark"
+    with pytest.raises(ValueError, match="unknown feature engine 'dask'.*pandas, spark"):
+        spark_engine.check_engine("dask")
+    assert spark_engine.file_format("s3a://bucket/events.parquet/") == "parquet"
+    assert spark_engine.file_format("events.CSV") == "csv"
+    with pytest.raises(ValueError, match="events.json: cannot tell the format"):
+        spark_engine.file_format("events.json")
+    with pytest.raises(ValueError, match="MOUSE_ENGINE"):
+        FeatureSettings(engine="dask").uses_spark
+
+
+def test_feature_names_are_those_of_the_pandas_engine(small_simulation):
+    table = extract_features(small_simulation.train)
+    assert list(spark_engine.feature_names()) == [col for col in table.columns if col not in
+                                                   (c.SESSION_ID, "window", c.USER_ID)]
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=["sessions", "windows-of-50-events", "windows-of-5-actions"])
+def test_spark_features_equal_pandas_features_on_simulated_data(spark_session, tmp_path, small_files, config):
+    for kind, labelled in (("train", True), ("test", False)):
+        events = read_events(small_files[kind], labelled=labelled).events
+        events.to_parquet(tmp_path / f"{kind}.parquet")
+        written = spark_engine.features_to_parquet(spark_session, str(tmp_path / f"{kind}.parquet"),
+                                                   str(tmp_path / f"{kind}-features.parquet"), config)
+        assert written.rows_read == written.rows_accepted == len(events) and written.rejected is None
+        assert_same_features(extract_features(events, config), spark_engine.read_feature_table(written.features))
+
+
+@pytest.mark.kaggle
+def test_spark_features_equal_pandas_features_on_the_kaggle_training_file(spark_session, tmp_path, kaggle_train):
+    ingested = read_events(kaggle_train, labelled=True)
+    expected = extract_features(ingested.events)
+    # Straight from the CSV: Spark parses it with the contract's schema.
+    written = spark_engine.features_to_parquet(spark_session, str(kaggle_train), str(tmp_path / "f.parquet"))
+    assert (written.rows_read, written.rows_accepted, written.rows_rejected) == (
+        ingested.rows_read, ingested.rows_accepted, ingested.rows_rejected)
+    spark_table = spark_engine.read_feature_table(written.features)
+    assert len(spark_table) == 120
+    assert_same_features(expected, spark_table)
+
+
+def test_spark_reader_keeps_every_bad_row_with_its_reason(spark_session, tmp_path, small_files):
+    lines = small_files["train"].read_text().splitlines()
+    header, rows = lines[0], lines[1:]
+    uid, session, user, t, code, x, y = rows[0].split(",")
+    bad = [
+        ",".join([uid + "a", session, user, t, code, x, "oops"]),  # unparseable y
+        ",".join([uid + "b", session, user, t, "9", x, y]),  # unknown event code
+        ",".join([uid + "c", session, user, "5", code, x, y]),  # a timestamp in seconds since 1970
+        ",".join([uid + "d", "", user, t, code, x, y]),  # no session
+        rows[3],  # an exact duplicate of a good row
+    ]
+    path = tmp_path / "bad.csv"
+    path.write_text("\n".join([header, *rows, *bad]) + "\n")
+
+    ingested = read_events(path, labelled=True)
+    written = spark_engine.features_to_parquet(spark_session, str(path), str(tmp_path / "f.parquet"))
+    assert written.rows_read == len(rows) + len(bad) == ingested.rows_read
+    assert (written.rows_rejected, written.exact_duplicates) == (4, 1) == (
+        ingested.rows_rejected, ingested.exact_duplicates)
+    rejected = pd.read_parquet(written.rejected).sort_values(c.UID)
+    assert rejected[spark_engine.REASON].tolist() == [
+        "unparseable row; missing screen_y", "unknown event_type", "impossible timestamp", "missing session_id"]
+    assert rejected[spark_engine.CORRUPT_RECORD].iloc[0].endswith(",oops")
+    assert_same_features(extract_features(ingested.events), spark_engine.read_feature_table(written.features))
+
+
+def test_spark_reader_names_a_parquet_file_without_the_contract_columns(spark_session, tmp_path):
+    pd.DataFrame({"session_id": ["a"], "timestamp": [1]}).to_parquet(tmp_path / "thin.parquet")
+    with pytest.raises(ValueError, match=r"thin.parquet: Parquet events lack column\(s\) \['uid', 'event_type'"):
+        spark_engine.read_events(spark_session, str(tmp_path / "thin.parquet"), labelled=False)
+
+
+def test_spark_engine_in_dagster_gives_the_pandas_engine_features(spark_session, tmp_path, small_files):
+    selection = "group:ingestion or group:features"
+    outputs = {}
+    for engine in ("pandas", "spark"):
+        res = resources(tmp_path / engine, small_files["train"], small_files["test"], engine=engine)
+        res["spark"] = SparkResource(master="local[2]")
+        result = run(build_definitions(res), selection)
+        assert result.success
+        assert {"train_session_features", "test_session_features"} <= materialized(result)
+        outputs[engine] = [result.output_for_node(name) for name in ("train_session_features",
+                                                                      "test_session_features")]
+        meta = [e for e in result.get_asset_materialization_events()
+                if e.asset_key.to_user_string() == "train_session_features"][0].materialization.metadata
+        assert meta["engine"].value == engine
+    for pandas_table, spark_table in zip(*outputs.values()):
+        assert_same_features(pandas_table, spark_table)
+    assert spark_session.sparkContext._jsc is not None  # the resource left the shared session running
+
+
+def test_pandas_engine_never_starts_spark(monkeypatch, tmp_path, small_files):
+    def refuse(*args, **kwargs):
+        raise AssertionError("the pandas engine started Spark")
+
+    monkeypatch.setattr(spark_engine, "start_session", refuse)
+    res = resources(tmp_path, small_files["train"], small_files["test"])
+    res["spark"] = SparkResource(master="spark://nowhere:7077")
+    result = run(build_definitions(res), "group:ingestion or group:features")
+    assert result.success
+    table = result.output_for_node("train_session_features")
+    assert np.isfinite(table.select_dtypes("number").to_numpy()).all()
+
+
+def test_spark_resource_is_lazy():
+    resource = SparkResource(master="spark://nowhere:7077")
+    assert not resource.started  # built, configured, nothing started
+    with dg.build_resources({"spark": resource}) as built:
+        assert not built.spark.started
