@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from pathlib import Path
 
 import dagster as dg
 import pandas as pd
@@ -158,15 +159,17 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_webserver_serves_the_asset_graph(tmp_path):
+def test_webserver_serves_both_code_locations_of_the_workspace(tmp_path):
     port = free_port()
     env = {**os.environ, "MOUSE_DATA_DIR": str(tmp_path / "data"), "DAGSTER_HOME": str(tmp_path)}
+    workspace = Path(__file__).resolve().parents[1] / "workspace.yaml"
     server = subprocess.Popen(
-        [sys.executable, "-m", "dagster_webserver", "-m", "mouse_pipeline.definitions", "-h", "127.0.0.1",
-         "-p", str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [sys.executable, "-m", "dagster_webserver", "-w", str(workspace), "-h", "127.0.0.1",
+         "-p", str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=workspace.parent,
     )
     try:
-        query = json.dumps({"query": "{ assetNodes { assetKey { path } } }"}).encode()
+        query = json.dumps({"query": "{ assetNodes { assetKey { path } isMaterializable isPartitioned "
+                                     "repository { location { name } } } }"}).encode()
         keys = None
         deadline = time.time() + 90
         while time.time() < deadline and keys is None:
@@ -176,10 +179,16 @@ def test_webserver_serves_the_asset_graph(tmp_path):
                 with urllib.request.urlopen(request, timeout=5) as response:
                     nodes = json.load(response)["data"]["assetNodes"]
                     keys = {"/".join(n["assetKey"]["path"]) for n in nodes}
+                    if len({n["repository"]["location"]["name"] for n in nodes}) < 2:
+                        keys = None  # the second location is still loading
             except (OSError, KeyError, TypeError):
                 time.sleep(1)
         assert keys is not None, "the web server did not answer in time"
-        assert ALL_ASSETS <= keys
+        assert ALL_ASSETS | {"batch_events", "rejected_batch_events", "batch_session_features"} <= keys
+        located = {("/".join(n["assetKey"]["path"]), n["repository"]["location"]["name"]): n for n in nodes}
+        batch_features = located[("batch_session_features", "mouse_pipeline_batches")]
+        assert batch_features["isMaterializable"] and batch_features["isPartitioned"]
+        assert not located[("train_session_features", "mouse_pipeline")]["isPartitioned"]
     finally:
         server.terminate()
         server.wait(timeout=30)

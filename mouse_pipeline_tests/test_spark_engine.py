@@ -34,7 +34,7 @@ def test_engine_and_format_names_are_checked():
     with pytest.raises(ValueError, match="events.json: cannot tell the format"):
         spark_engine.file_format("events.json")
     with pytest.raises(ValueError, match="MOUSE_ENGINE"):
-        FeatureSettings(engine="dask").uses_spark
+        assert FeatureSettings(engine="dask").uses_spark
 
 
 def test_feature_names_are_those_of_the_pandas_engine(small_simulation):

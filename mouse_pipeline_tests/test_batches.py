@@ -1,0 +1,119 @@
+"""Training batches: landed files become dynamic partitions, processed once, read by training."""
+
+from __future__ import annotations
+
+import os
+
+import dagster as dg
+import pandas as pd
+
+from mouse_pipeline import contract as c
+from mouse_pipeline.batch_definitions import build_batch_definitions
+from mouse_pipeline.definitions import build_definitions
+from mouse_pipeline.features import extract_features
+from mouse_pipeline.orchestration.batches import TRAINING_BATCHES
+from mouse_pipeline_tests.test_pipeline import materialized, resources, run
+
+
+def evaluate(sensor: dg.SensorDefinition, instance: dg.DagsterInstance, cursor: str | None) -> dg.SensorResult:
+    result = sensor(dg.build_sensor_context(instance=instance, cursor=cursor))
+    for request in result.dynamic_partitions_requests or []:
+        instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
+    return result
+
+
+def test_landing_sensor_registers_each_new_batch_once(tmp_path):
+    landing = tmp_path / "landing"
+    defs = build_batch_definitions(resources(tmp_path), landing_dir=str(landing))
+    sensor = defs.resolve_sensor_def("landing_sensor")
+    instance = dg.DagsterInstance.ephemeral()
+    assert isinstance(sensor(dg.build_sensor_context(instance=instance)), dg.SkipReason)  # no folder yet
+
+    landing.mkdir()
+    (landing / "2026-11-01.csv").write_text("a\n")
+    (landing / "2026-11-02.csv").write_text("b\n")
+    (landing / "not a key.csv").write_text("c\n")
+    (landing / "notes.txt").write_text("not a batch\n")
+    first = evaluate(sensor, instance, None)
+    assert [r.partition_key for r in first.run_requests] == ["2026-11-01.csv", "2026-11-02.csv"]
+    assert list(first.dynamic_partitions_requests[0].partition_keys) == ["2026-11-01.csv", "2026-11-02.csv"]
+    assert set(instance.get_dynamic_partitions(TRAINING_BATCHES.name)) == {"2026-11-01.csv", "2026-11-02.csv"}
+
+    again = evaluate(sensor, instance, first.cursor)
+    assert not again.run_requests and not again.dynamic_partitions_requests
+
+    (landing / "2026-11-02.csv").write_text("b, corrected\n")  # same batch, new content: processed again
+    os.utime(landing / "2026-11-01.csv")  # touched, unchanged: not
+    changed = evaluate(sensor, instance, again.cursor)
+    assert [r.partition_key for r in changed.run_requests] == ["2026-11-02.csv"]
+    assert not changed.dynamic_partitions_requests  # already a partition
+
+
+def split_last_session_per_user(train: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(events of all but each user's last session, events of each user's last session)."""
+    last = train.groupby(c.USER_ID)[c.SESSION_ID].max()
+    in_batch = train[c.SESSION_ID].isin(last)
+    return train[~in_batch], train[in_batch]
+
+
+def test_a_batch_is_validated_and_featurised_in_its_partition_and_joins_training(tmp_path, small_simulation):
+    base, batch = split_last_session_per_user(small_simulation.train)
+    files = small_simulation.write(tmp_path / "sim")
+    base.to_csv(files["train"], index=False)
+    landing = tmp_path / "data" / "landing"
+    landing.mkdir(parents=True)
+    lines = batch.to_csv(index=False).splitlines()
+    (landing / "batch-1.csv").write_text("\n".join([*lines, "bad,row,with,too,few"]) + "\n")
+
+    instance = dg.DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions(TRAINING_BATCHES.name, ["batch-1.csv"])
+    batch_defs = build_batch_definitions(resources(tmp_path, files["train"], files["test"]))
+    job = batch_defs.resolve_job_def("ingest_training_batch")
+    result = job.execute_in_process(partition_key="batch-1.csv", instance=instance)
+    assert result.success
+    assert materialized(result) == {"batch_events", "rejected_batch_events", "batch_session_features"}
+    assert all(e.passed for e in result.get_asset_check_evaluations())
+    rejected = result.output_for_node("training_batch", "rejected_batch_events")
+    assert rejected["line_number"].tolist() == [len(lines) + 1]  # kept, with its line
+    assert (tmp_path / "data" / "tables" / "batch_session_features" / "batch-1.csv.parquet").exists()
+    assert instance.get_materialized_partitions(dg.AssetKey("batch_session_features")) == {"batch-1.csv"}
+
+    main = build_definitions(resources(tmp_path, files["train"], files["test"]))
+    trained_on = run(main, "key:raw_train_events or key:train_session_features", instance=instance)
+    assert trained_on.success
+    table = trained_on.output_for_node("train_session_features")
+    assert set(table[c.SESSION_ID]) == set(small_simulation.train[c.SESSION_ID])
+    whole = extract_features(small_simulation.train)
+    together = table.sort_values([c.SESSION_ID, "window"], ignore_index=True)
+    pd.testing.assert_frame_equal(together, whole, check_dtype=False, rtol=1e-9, atol=1e-12)
+    meta = trained_on.asset_materializations_for_node("train_session_features")[0].metadata
+    assert meta["batches"].value == 1 and meta["batch_sessions"].value == batch[c.SESSION_ID].nunique()
+
+    # Features made with other settings are not mixed in silently.
+    windows = build_definitions(resources(tmp_path, files["train"], files["test"], window_size=40))
+    stale = run(windows, "key:train_session_features", instance=instance)
+    assert not stale.success
+    failure = [e for e in stale.all_events if e.event_type_value == "STEP_FAILURE"][0]
+    assert "training batches ['batch-1.csv'] were featurised with other feature settings" in str(
+        failure.event_specific_data.error)
+
+
+def test_a_batch_failing_a_blocking_check_is_not_featurised_nor_trained_on(tmp_path, small_simulation):
+    batch = small_simulation.train.copy()
+    batch.loc[batch.index[::2], c.USER_ID] = "someone-else"  # sessions with two users
+    landing = tmp_path / "data" / "landing"
+    landing.mkdir(parents=True)
+    batch.to_csv(landing / "mixed.csv", index=False)
+    instance = dg.DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions(TRAINING_BATCHES.name, ["mixed.csv"])
+    job = build_batch_definitions(resources(tmp_path)).resolve_job_def("ingest_training_batch")
+    result = job.execute_in_process(partition_key="mixed.csv", instance=instance, raise_on_error=False)
+    assert not result.success
+    checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
+    assert checks["one_user_per_session"] is False
+    assert "batch_session_features" not in materialized(result)
+
+    main = build_definitions(resources(tmp_path))
+    trained_on = run(main, "key:raw_train_events or key:train_session_features", instance=instance)
+    assert trained_on.success
+    assert trained_on.asset_materializations_for_node("train_session_features")[0].metadata["batches"].value == 0
