@@ -1,11 +1,14 @@
-"""The ``mouse-pipeline`` command line: score a file with the champion, outside the UI.
+"""The ``mouse-pipeline`` command line: scoring and featurising files outside the UI.
 
 Usage::
 
     mouse-pipeline score FILE.csv [--out DIR] [--data-dir DIR] [--tracking-uri URI]
+    mouse-pipeline features INPUT [INPUT ...] --out FEATURES.parquet [--engine pandas|spark] [--master URL]
 
 The tracking URI defaults to ``MLFLOW_TRACKING_URI``, else the SQLite store
-in ``MOUSE_DATA_DIR`` (``./data``), as for the pipeline itself.
+in ``MOUSE_DATA_DIR`` (``./data``), as for the pipeline itself. ``features``
+runs either engine on CSV or Parquet event files; with ``--engine spark`` it
+is what a cluster job (``spark-submit``) calls.
 """
 
 from __future__ import annotations
@@ -54,6 +57,60 @@ def _score(args: argparse.Namespace) -> int:
     return 0
 
 
+def _features(args: argparse.Namespace) -> int:
+    from mouse_pipeline.features import FeatureConfig
+
+    config = FeatureConfig(args.window_size, args.window_unit, args.pause_ms)
+    try:
+        if args.engine == "spark":
+            from mouse_pipeline.spark_engine import features_to_parquet, start_session
+
+            spark = start_session(args.master, "mouse-pipeline-features")
+            written = features_to_parquet(spark, args.inputs, args.out, config)
+            counts = (written.rows_read, written.rows_accepted, written.rows_rejected, written.exact_duplicates)
+            rejected = written.rejected
+        else:
+            counts, rejected = _pandas_features(args.inputs, args.out, config)
+    except (EventFileError, ValueError, KeyError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    read, accepted, rejected_rows, duplicates = counts
+    print(f"{read:,} rows read: {accepted:,} accepted, {rejected_rows:,} rejected, {duplicates:,} exact duplicates")
+    print(f"features ({args.engine} engine): {args.out}" + (f"; rejected rows: {rejected}" if rejected else ""))
+    return 0
+
+
+def _pandas_features(inputs: list[str], out: str, config) -> tuple[tuple[int, int, int, int], str | None]:
+    """The pandas engine over CSV (validated by :func:`read_events`) or Parquet (already clean) files."""
+    import pandas as pd
+
+    from mouse_pipeline import contract as c
+    from mouse_pipeline.features import extract_features
+    from mouse_pipeline.ingest import read_events
+    from mouse_pipeline.spark_engine import file_format
+
+    frames, rejected_frames, counts = [], [], [0, 0, 0, 0]
+    for path in inputs:
+        if file_format(path) == "parquet":
+            events = pd.read_parquet(path)
+            frames.append(events)
+            counts[0] += len(events)
+            counts[1] += len(events)
+            continue
+        labelled = c.USER_ID in pd.read_csv(path, nrows=0).columns
+        result = read_events(path, labelled=labelled)
+        frames.append(result.events)
+        rejected_frames.append(result.rejected)
+        for i, key in enumerate(("rows_read", "rows_accepted", "rows_rejected", "exact_duplicates")):
+            counts[i] += result.counts()[key]
+    extract_features(pd.concat(frames, ignore_index=True), config).to_parquet(out, index=False)
+    rejected_path = None
+    if counts[2]:
+        rejected_path = str(Path(out).with_suffix("")) + ".rejected.csv"
+        pd.concat(rejected_frames, ignore_index=True).to_csv(rejected_path, index=False)
+    return tuple(counts), rejected_path
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="mouse-pipeline", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -65,8 +122,16 @@ def main(argv: list[str] | None = None) -> int:
     score.add_argument("--model-name", default=MODEL_NAME)
     score.add_argument("--low-confidence", type=float, default=0.5)
     score.add_argument("--quiet", action="store_true", help="no progress bar")
+    feats = commands.add_parser("features", help="features of event files (CSV or Parquet) into a Parquet file")
+    feats.add_argument("inputs", nargs="+", help="event files: *.csv or *.parquet (local or any path Spark reads)")
+    feats.add_argument("--out", required=True, help="output: a Parquet file (pandas) or folder (spark)")
+    feats.add_argument("--engine", choices=["pandas", "spark"], default=os.environ.get("MOUSE_ENGINE") or "pandas")
+    feats.add_argument("--master", help="Spark master (default: MOUSE_SPARK_MASTER, else local[*])")
+    feats.add_argument("--window-size", type=int, default=0)
+    feats.add_argument("--window-unit", choices=["events", "actions"], default="events")
+    feats.add_argument("--pause-ms", type=float, default=2000.0)
     args = parser.parse_args(argv)
-    return _score(args)
+    return _score(args) if args.command == "score" else _features(args)
 
 
 if __name__ == "__main__":

@@ -1,10 +1,10 @@
-"""Features on Apache Spark: the same :func:`extract_features`, run per session on executors.
+"""Features on Apache Spark: the same :func:`extract_features`, run on executors.
 
 One feature function, two engines. The pandas engine calls
 :func:`~mouse_pipeline.features.extract_features` on a whole frame in this
-process; the Spark engine groups the events by ``session_id`` and hands each
-session, as a pandas frame, to that same function on an executor
-(``groupBy(session_id).applyInPandas``). Features of a session depend on that
+process; the Spark engine groups the events so that no session is split
+(``groupBy(...).applyInPandas``) and hands each group, as a pandas frame, to
+that same function on an executor. Features of a session depend on that
 session's events only, so both engines give the same rows (the equivalence
 tests check every value).
 
@@ -141,16 +141,34 @@ class SparkEvents:
     events: DataFrame
     rejected: DataFrame
     labelled: bool
+    deduplicated: bool
+
+    def counts(self) -> tuple[int, int, int]:
+        """``(rows_read, rows_accepted, rows_rejected)``: one pass over the input, plus one over the
+        events when exact duplicates were dropped."""
+        from pyspark.sql import functions as F
+
+        stats = self.rows.agg(F.count(F.lit(1)).alias("read"),
+                              F.sum((F.col(REASON) != "").cast("long")).alias("rejected")).first()
+        read, rejected = int(stats["read"]), int(stats["rejected"] or 0)
+        accepted = self.events.count() if self.deduplicated else read - rejected
+        return read, accepted, rejected
 
 
-def read_events(spark: SparkSession, paths: str | Iterable[str], labelled: bool | None = None) -> SparkEvents:
+def read_events(spark: SparkSession, paths: str | Iterable[str], labelled: bool | None = None,
+                deduplicate: bool | None = None) -> SparkEvents:
     """Events from CSV or Parquet paths Spark can read (local, ``hdfs://``, ``s3a://``...).
 
     All paths must share one format (see :func:`file_format`). ``labelled``
     (whether there is a ``user_id`` column) defaults to what the first file's
-    header says. CSV rows are parsed with the contract's schema; a row that
+    header says; Parquet tables may leave out ``uid``. CSV rows are parsed with the contract's schema; a row that
     does not parse, lacks a value, has an unknown event code or an impossible
     timestamp goes to ``rejected`` with its reason, never dropped.
+
+    ``deduplicate`` keeps one row of each group of exact duplicates (every
+    column equal, ``uid`` included), as the pandas ingestion does. It costs a
+    shuffle of all events, so by default it is done for CSV (raw logs) and
+    not for Parquet (tables the pipeline's ingestion wrote, already unique).
     """
     from pyspark.sql import functions as F
     from pyspark.sql.types import StringType, StructField, StructType
@@ -170,10 +188,13 @@ def read_events(spark: SparkSession, paths: str | Iterable[str], labelled: bool 
                              columnNameOfCorruptRecord=CORRUPT_RECORD, enforceSchema=False)
     else:
         raw = spark.read.parquet(*paths)
-        missing = [name for name in schema.fieldNames() if name not in raw.columns]
+        # uid identifies a row but no feature reads it: a Parquet table may leave it out.
+        missing = [name for name in schema.fieldNames() if name not in raw.columns and name != c.UID]
         if missing:
             raise ValueError(f"{', '.join(paths)}: Parquet events lack column(s) {missing}")
-        raw = raw.select(*[F.col(f.name).cast(f.dataType) for f in schema.fields], F.lit(None).cast("string").alias(CORRUPT_RECORD))
+        schema = StructType([f for f in schema.fields if f.name in raw.columns])
+        raw = raw.select(*[F.col(f.name).cast(f.dataType) for f in schema.fields],
+                         F.lit(None).cast("string").alias(CORRUPT_RECORD))
 
     faults = [F.when(F.col(CORRUPT_RECORD).isNotNull(), F.lit("unparseable row"))]
     faults += [F.when(F.col(name).isNull(), F.lit(f"missing {name}")) for name in schema.fieldNames()]
@@ -181,31 +202,65 @@ def read_events(spark: SparkSession, paths: str | Iterable[str], labelled: bool 
     faults.append(F.when(~F.col(c.TIMESTAMP).between(c.MIN_TIMESTAMP_MS, c.MAX_TIMESTAMP_MS),
                          F.lit("impossible timestamp")))
     checked = raw.withColumn(REASON, F.concat_ws("; ", *faults))
-    # As in the pandas ingestion, a row identical to another in every column (uid included)
-    # is an exact duplicate: kept once.
-    clean = checked.where(F.col(REASON) == "").select(*schema.fieldNames()).dropDuplicates()
+    clean = checked.where(F.col(REASON) == "").select(*schema.fieldNames())
+    deduplicate = fmt == "csv" if deduplicate is None else deduplicate
+    if deduplicate:
+        clean = clean.dropDuplicates()
     rejected = checked.where(F.col(REASON) != "")
-    return SparkEvents(rows=checked, events=clean, rejected=rejected, labelled=labelled)
+    return SparkEvents(rows=checked, events=clean, rejected=rejected, labelled=labelled, deduplicated=deduplicate)
 
 
-def session_features(events: DataFrame, config: FeatureConfig = FeatureConfig()) -> DataFrame:
+#: Events per ``applyInPandas`` call by default (see :func:`session_features`).
+EVENTS_PER_GROUP = 200_000
+_GROUP = "_session_group"
+
+
+def session_features(events: DataFrame, config: FeatureConfig = FeatureConfig(),
+                     events_per_group: int = EVENTS_PER_GROUP, n_events: int | None = None) -> DataFrame:
     """Feature rows of every session (or window) of ``events``, computed on executors.
 
-    Each session is one group of ``groupBy(session_id).applyInPandas``: its
-    events arrive on an executor as a pandas frame and go through
+    The events are grouped so that a session is never split, and each group
+    arrives on an executor as a pandas frame that goes through
     :func:`extract_features` with ``config``, the very function of the pandas
-    engine. The result has :func:`feature_schema` (unordered, as Spark
-    results are; sort by ``session_id, window`` for the pandas engine's order).
+    engine (``groupBy(...).applyInPandas(...)``). Features of a session
+    depend on its own events only, so the grouping does not change them.
+
+    ``events_per_group`` sets the grouping:
+
+    * ``0``: one group per session, ``groupBy(session_id)``. Simple, but each
+      call costs a few milliseconds whatever its size, which dominates for
+      sessions of a few hundred events.
+    * ``N`` (default 200,000): sessions are hashed into
+      ``ceil(n_events / N)`` groups of whole sessions, about ``N`` events each
+      (``n_events`` is counted when not given), so each call featurises
+      thousands of sessions at the pandas engine's speed while its frame
+      stays small enough for one Python worker.
+
+    The result has :func:`feature_schema` (unordered, as Spark results are;
+    sort by ``session_id, window`` for the pandas engine's order).
     """
     labelled = c.USER_ID in events.columns
     schema = feature_schema(labelled)
     names = schema.fieldNames()
 
-    def featurise(session: pd.DataFrame) -> pd.DataFrame:
-        return extract_features(session, config, threads=1)[names]
+    text = {name: object for name in (c.SESSION_ID, c.USER_ID) if name in names}
+
+    def featurise(group: pd.DataFrame) -> pd.DataFrame:
+        # Text columns go back as Python objects: PySpark cannot convert pandas 3's Arrow-backed
+        # strings when they come in several chunks (a frame of many sessions).
+        return extract_features(group, config, threads=1)[names].astype(text)
 
     needed = [name for name in c.TRAIN_COLUMNS if name != c.UID and (labelled or name != c.USER_ID)]
-    return events.select(*needed).groupBy(c.SESSION_ID).applyInPandas(featurise, schema)
+    events = events.select(*needed)
+    if events_per_group <= 0:
+        return events.groupBy(c.SESSION_ID).applyInPandas(featurise, schema)
+    from pyspark.sql import functions as F
+
+    n_events = events.count() if n_events is None else n_events
+    groups = max(1, -(-n_events // events_per_group))
+    bucket = F.pmod(F.xxhash64(c.SESSION_ID), F.lit(groups))
+    return events.withColumn(_GROUP, bucket).groupBy(_GROUP).applyInPandas(
+        lambda group: featurise(group.drop(columns=_GROUP)), schema)
 
 
 @dataclass(frozen=True)
@@ -229,26 +284,29 @@ class FeatureFiles:
 
 def features_to_parquet(
     spark: SparkSession, inputs: str | Iterable[str], output: str, config: FeatureConfig = FeatureConfig(),
-    rejected_output: str | None = None, labelled: bool | None = None,
+    rejected_output: str | None = None, labelled: bool | None = None, events_per_group: int = EVENTS_PER_GROUP,
 ) -> FeatureFiles:
     """Read events (CSV or Parquet), write their features to the Parquet folder ``output``.
 
     Rejected input rows are written, with their reason, to ``rejected_output``
     (default: ``output`` with ``.rejected`` before its suffix) when there are
-    any. Both folders are overwritten. Feature rows are written sorted by
-    ``session_id, window``. Counting the rows costs three extra passes over
-    the input.
+    any. Both folders are overwritten; :func:`read_feature_table` reads the
+    features back in the pandas engine's order. Counting the rows costs a
+    quick pass over the input (see :meth:`SparkEvents.counts`).
+    ``events_per_group``: see :func:`session_features`.
     """
     read = read_events(spark, inputs, labelled)
-    features = session_features(read.events, config).orderBy(c.SESSION_ID, WINDOW)
-    features.write.mode("overwrite").parquet(output)
+    rows_read, rows_accepted, rows_rejected = read.counts()
+    features = session_features(read.events, config, events_per_group, rows_accepted)
+    # Sorted within each output file, not across files: a global orderBy would sample the
+    # features (running every session through Python twice) to choose its ranges.
+    features.sortWithinPartitions(c.SESSION_ID, WINDOW).write.mode("overwrite").parquet(output)
     rejected_path = None
-    rows_rejected = read.rejected.count()
     if rows_rejected:
         rejected_path = rejected_output or _sibling(output, ".rejected")
         read.rejected.write.mode("overwrite").parquet(rejected_path)
-    return FeatureFiles(features=output, rejected=rejected_path, rows_read=read.rows.count(),
-                        rows_accepted=read.events.count(), rows_rejected=rows_rejected)
+    return FeatureFiles(features=output, rejected=rejected_path, rows_read=rows_read,
+                        rows_accepted=rows_accepted, rows_rejected=rows_rejected)
 
 
 def _sibling(path: str, tag: str) -> str:

@@ -54,6 +54,16 @@ def test_spark_features_equal_pandas_features_on_simulated_data(spark_session, t
         assert_same_features(extract_features(events, config), spark_engine.read_feature_table(written.features))
 
 
+@pytest.mark.parametrize("events_per_group", [0, 1_000, 10**9], ids=["a-group-per-session", "small-groups",
+                                                                    "one-group"])
+def test_grouping_of_sessions_does_not_change_features(spark_session, small_simulation, events_per_group):
+    events = small_simulation.train
+    spark_events = spark_session.createDataFrame(events.drop(columns=[c.UID]))
+    grouped = spark_engine.session_features(spark_events, FeatureConfig(window_size=30), events_per_group)
+    table = grouped.toPandas().sort_values([c.SESSION_ID, "window"], ignore_index=True)
+    assert_same_features(extract_features(events, FeatureConfig(window_size=30)), table)
+
+
 @pytest.mark.kaggle
 def test_spark_features_equal_pandas_features_on_the_kaggle_training_file(spark_session, tmp_path, kaggle_train):
     ingested = read_events(kaggle_train, labelled=True)
@@ -95,7 +105,7 @@ def test_spark_reader_keeps_every_bad_row_with_its_reason(spark_session, tmp_pat
 
 def test_spark_reader_names_a_parquet_file_without_the_contract_columns(spark_session, tmp_path):
     pd.DataFrame({"session_id": ["a"], "timestamp": [1]}).to_parquet(tmp_path / "thin.parquet")
-    with pytest.raises(ValueError, match=r"thin.parquet: Parquet events lack column\(s\) \['uid', 'event_type'"):
+    with pytest.raises(ValueError, match=r"thin.parquet: Parquet events lack column\(s\) \['event_type'"):
         spark_engine.read_events(spark_session, str(tmp_path / "thin.parquet"), labelled=False)
 
 
@@ -136,3 +146,22 @@ def test_spark_resource_is_lazy():
     assert not resource.started  # built, configured, nothing started
     with dg.build_resources({"spark": resource}) as built:
         assert not built.spark.started
+
+
+def test_features_command_writes_the_same_parquet_with_either_engine(spark_session, tmp_path, small_files, capsys):
+    from mouse_pipeline.cli import main
+
+    lines = small_files["train"].read_text().splitlines()
+    bad = tmp_path / "with-a-bad-row.csv"
+    bad.write_text("\n".join([*lines, lines[1].rsplit(",", 1)[0] + ",oops"]) + "\n")
+    assert main(["features", str(bad), "--out", str(tmp_path / "pandas.parquet"), "--window-size", "40"]) == 0
+    assert main(["features", str(bad), "--out", str(tmp_path / "spark.parquet"), "--window-size", "40",
+                 "--engine", "spark"]) == 0
+    printed = capsys.readouterr().out
+    assert printed.count(f"{len(lines):,} rows read: {len(lines) - 1:,} accepted, 1 rejected") == 2
+    assert pd.read_csv(tmp_path / "pandas.rejected.csv")["line_number"].tolist() == [len(lines) + 1]
+    assert len(pd.read_parquet(tmp_path / "spark.rejected.parquet")) == 1
+    assert_same_features(pd.read_parquet(tmp_path / "pandas.parquet"),
+                         spark_engine.read_feature_table(str(tmp_path / "spark.parquet")))
+    assert main(["features", str(tmp_path / "nope.json"), "--out", str(tmp_path / "x.parquet")]) == 2
+    assert "nope.json: cannot tell the format" in capsys.readouterr().err
