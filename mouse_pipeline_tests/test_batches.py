@@ -75,6 +75,8 @@ def test_a_batch_is_validated_and_featurised_in_its_partition_and_joins_training
     assert all(e.passed for e in result.get_asset_check_evaluations())
     rejected = result.output_for_node("training_batch", "rejected_batch_events")
     assert rejected["line_number"].tolist() == [len(lines) + 1]  # kept, with its line
+    on_disk = pd.read_csv(tmp_path / "data" / "rejected_batches" / "batch-1.csv")
+    assert on_disk["line_number"].tolist() == [len(lines) + 1] and "reason" in on_disk
     assert (tmp_path / "data" / "tables" / "batch_session_features" / "batch-1.csv.parquet").exists()
     assert instance.get_materialized_partitions(dg.AssetKey("batch_session_features")) == {"batch-1.csv"}
 

@@ -165,3 +165,11 @@ def test_features_command_writes_the_same_parquet_with_either_engine(spark_sessi
                          spark_engine.read_feature_table(str(tmp_path / "spark.parquet")))
     assert main(["features", str(tmp_path / "nope.json"), "--out", str(tmp_path / "x.parquet")]) == 2
     assert "nope.json: cannot tell the format" in capsys.readouterr().err
+
+
+def test_spark_engine_without_pyspark_fails_with_the_install_command(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "pyspark.sql", None)  # as if the spark extra were not installed
+    with pytest.raises(dg.Failure, match=r"pip install 'mouse-pipeline\[spark\]'"):
+        SparkResource().session()

@@ -15,7 +15,7 @@ import dagster as dg
 from pydantic import PrivateAttr
 
 from mouse_pipeline.features import FeatureConfig
-from mouse_pipeline.spark_engine import DEFAULT_MASTER, check_engine, spark_master
+from mouse_pipeline.spark_engine import DEFAULT_MASTER, EVENTS_PER_GROUP, check_engine, spark_master
 from mouse_pipeline.simulate import TEST_FILE, TRAIN_FILE, simulate
 from mouse_pipeline.tracking import default_tracking_uri
 
@@ -113,12 +113,15 @@ class SparkResource(dg.ConfigurableResource):
     engine never import PySpark nor start a JVM. The session is stopped when
     the run's steps are done. ``master`` is any Spark master URL
     (``local[*]``, ``local[2]``, ``spark://host:7077``...); ``conf`` adds Spark
-    settings (executor memory, cores...).
+    settings (executor memory, cores...); ``events_per_group`` sizes the groups
+    of whole sessions each Python worker featurises at once (see
+    :func:`mouse_pipeline.spark_engine.session_features`).
     """
 
     master: str = DEFAULT_MASTER
     app_name: str = "mouse-pipeline"
     conf: dict[str, str] = {}
+    events_per_group: int = EVENTS_PER_GROUP
     _session: object = PrivateAttr(default=None)
     _owned: bool = PrivateAttr(default=False)
 
@@ -130,12 +133,19 @@ class SparkResource(dg.ConfigurableResource):
         """The ``pyspark.sql.SparkSession``, started now if it was not yet (a session already active
         in this process, a notebook's say, is used as it is)."""
         if self._session is None:
-            from pyspark.sql import SparkSession
-
+            try:
+                from pyspark.sql import SparkSession
+            except ImportError as exc:
+                raise dg.Failure("the spark feature engine (MOUSE_ENGINE=spark) needs PySpark: "
+                                 "pip install 'mouse-pipeline[spark]', with Java 17 or newer") from exc
             from mouse_pipeline.spark_engine import start_session
 
             self._owned = SparkSession.getActiveSession() is None
-            self._session = start_session(self.master, self.app_name, self.conf)
+            try:
+                self._session = start_session(self.master, self.app_name, self.conf)
+            except Exception as exc:  # most often: no Java, or a master that does not answer
+                raise dg.Failure(f"Spark did not start on master {self.master!r} (it needs Java 17 or newer "
+                                 f"on PATH or in JAVA_HOME): {exc}") from exc
         return self._session
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:

@@ -40,7 +40,8 @@ def featurise(
 
         partition = context.partition_key if context.has_partition_key else None
         out = table_path(mouse_data.output_dir("spark"), context.asset_key, partition)
-        files = features_to_parquet(spark.session(), str(events.path), str(out), config)
+        files = features_to_parquet(spark.session(), str(events.path), str(out), config,
+                                    events_per_group=spark.events_per_group)
         table = read_feature_table(files.features)
         engine = {"engine": "spark", "spark_master": spark.session().sparkContext.master,
                   "spark_output": dg.MetadataValue.path(files.features)}

@@ -8,6 +8,8 @@ engine. Training reads every materialised partition (see
 """
 
 
+from pathlib import Path
+
 import dagster as dg
 import pandas as pd
 
@@ -38,9 +40,14 @@ from mouse_pipeline.orchestration.storage import EventTable
     description="Read one training batch (a CSV in MOUSE_LANDING_DIR named by the partition key).",
 )
 def training_batch(context: dg.AssetExecutionContext, mouse_data: MouseDataResource):
+    """Ingests the batch file; its rejected rows also go to ``<data_dir>/rejected_batches/<batch>.csv``."""
     path = mouse_data.landing() / context.partition_key
-    yield from ingestion_outputs(context, read_or_fail(path, labelled=True), BATCH_EVENTS, REJECTED_BATCH_EVENTS,
-                                 simulated=False)
+    result = read_or_fail(path, labelled=True)
+    if result.rows_rejected:
+        rejected_csv = mouse_data.output_dir("rejected_batches") / f"{Path(context.partition_key).stem}.csv"
+        result.rejected.to_csv(rejected_csv, index=False)
+        context.log.warning(f"{result.rows_rejected} rows of {path.name} rejected: see {rejected_csv}")
+    yield from ingestion_outputs(context, result, BATCH_EVENTS, REJECTED_BATCH_EVENTS, simulated=False)
 
 
 @dg.asset(
