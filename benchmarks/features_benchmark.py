@@ -40,9 +40,9 @@ SESSIONS_PER_USER = 10
 
 
 def generate(n_events: int, path: Path) -> None:
-    from mouse_pipeline import contract as c
     import numpy as np
 
+    from mouse_pipeline import contract as c
     from mouse_pipeline.simulate import simulate
 
     pilot = simulate(users=50, sessions=SESSIONS_PER_USER, test_sessions=0,
@@ -81,7 +81,11 @@ def extract(path: Path, window_size: int, threads: int | None, repeat: int, engi
     config = FeatureConfig(window_size=window_size)
     startup = 0.0
     if engine == "spark":
-        from mouse_pipeline.spark_engine import features_to_parquet, read_feature_table, start_session
+        from mouse_pipeline.spark_engine import (
+            features_to_parquet,
+            read_feature_table,
+            start_session,
+        )
 
         started = time.perf_counter()
         spark = start_session(master, "features-benchmark", {"spark.driver.memory": "4g"})

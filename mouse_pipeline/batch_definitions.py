@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import dagster as dg
 
+from mouse_pipeline.definitions import with_storage
 from mouse_pipeline.orchestration.assets import training_batches
 from mouse_pipeline.orchestration.batches import ingest_training_batch, landing_sensor
-from mouse_pipeline.definitions import with_storage
 
 
 def build_batch_definitions(resources: dict | None = None, landing_dir: str | None = None) -> dg.Definitions:

@@ -13,8 +13,20 @@ from pathlib import Path
 
 import dagster as dg
 
-from mouse_pipeline.orchestration.assets import exploration, features, ingestion, model, predictions, verification
-from mouse_pipeline.orchestration.automation import inbox_sensor, retrain, retrain_schedule, score_new_sessions
+from mouse_pipeline.orchestration.assets import (
+    exploration,
+    features,
+    ingestion,
+    model,
+    predictions,
+    verification,
+)
+from mouse_pipeline.orchestration.automation import (
+    inbox_sensor,
+    retrain,
+    retrain_schedule,
+    score_new_sessions,
+)
 from mouse_pipeline.orchestration.batches import batch_features_spec
 from mouse_pipeline.orchestration.checks import TRAIN_EVENT_CHECKS
 from mouse_pipeline.orchestration.resources import SparkResource, resources_from_env

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import dagster as dg
 
-from mouse_pipeline.orchestration.resources import MlflowTracking, MouseDataResource
 from mouse_pipeline.ingest import EventFileError
+from mouse_pipeline.orchestration.resources import MlflowTracking, MouseDataResource
 from mouse_pipeline.scoring import output_name, score_file
 from mouse_pipeline.tracking import file_sha256
 

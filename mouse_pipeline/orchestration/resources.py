@@ -15,8 +15,13 @@ import dagster as dg
 from pydantic import PrivateAttr
 
 from mouse_pipeline.features import FeatureConfig
-from mouse_pipeline.spark_engine import DEFAULT_MASTER, EVENTS_PER_GROUP, check_engine, spark_master
 from mouse_pipeline.simulate import TEST_FILE, TRAIN_FILE, simulate
+from mouse_pipeline.spark_engine import (
+    DEFAULT_MASTER,
+    EVENTS_PER_GROUP,
+    check_engine,
+    spark_master,
+)
 from mouse_pipeline.tracking import default_tracking_uri
 
 

@@ -17,11 +17,19 @@ import numpy as np
 import pandas as pd
 
 from mouse_pipeline import contract as c
-from mouse_pipeline.orchestration.batches import BATCH_FEATURES, batch_features_spec, stored_batch_features
-from mouse_pipeline.orchestration.metadata import table_preview
-from mouse_pipeline.orchestration.resources import FeatureSettings, MouseDataResource, SparkResource
-from mouse_pipeline.orchestration.storage import EventTable, table_path
 from mouse_pipeline.features import WINDOW, extract_features, feature_columns
+from mouse_pipeline.orchestration.batches import (
+    BATCH_FEATURES,
+    batch_features_spec,
+    stored_batch_features,
+)
+from mouse_pipeline.orchestration.metadata import table_preview
+from mouse_pipeline.orchestration.resources import (
+    FeatureSettings,
+    MouseDataResource,
+    SparkResource,
+)
+from mouse_pipeline.orchestration.storage import EventTable, table_path
 
 GROUP = "features"
 #: Key of a feature table's ``attrs`` (kept in its Parquet file) holding the settings it was made with.

@@ -5,9 +5,14 @@ import dagster as dg
 import pandas as pd
 
 from mouse_pipeline import contract as c
+from mouse_pipeline.ingest import (
+    EventFileError,
+    IngestResult,
+    empty_rejected,
+    read_events,
+)
 from mouse_pipeline.orchestration.metadata import table_preview
 from mouse_pipeline.orchestration.resources import MouseDataResource
-from mouse_pipeline.ingest import EventFileError, IngestResult, empty_rejected, read_events
 
 GROUP = "ingestion"
 

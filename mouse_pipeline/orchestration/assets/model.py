@@ -13,13 +13,25 @@ from mlflow.tracking import MlflowClient
 from sklearn.pipeline import Pipeline
 
 from mouse_pipeline import tracking
-from mouse_pipeline.orchestration.metadata import png_markdown, table_preview
-from mouse_pipeline.orchestration.resources import FeatureSettings, MlflowTracking, MouseDataResource
 from mouse_pipeline.evaluation import (
-    confusion_heatmap_png, evaluation_report, session_probabilities, session_scores,
+    confusion_heatmap_png,
+    evaluation_report,
+    session_probabilities,
+    session_scores,
 )
 from mouse_pipeline.modelling import (
-    CrossValidation, FeatureMatrix, TrainingSettings, build_feature_matrix, fit_final, select_model,
+    CrossValidation,
+    FeatureMatrix,
+    TrainingSettings,
+    build_feature_matrix,
+    fit_final,
+    select_model,
+)
+from mouse_pipeline.orchestration.metadata import png_markdown, table_preview
+from mouse_pipeline.orchestration.resources import (
+    FeatureSettings,
+    MlflowTracking,
+    MouseDataResource,
 )
 
 GROUP = "model"

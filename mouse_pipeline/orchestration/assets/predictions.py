@@ -7,7 +7,11 @@ from mlflow.tracking import MlflowClient
 
 from mouse_pipeline import contract as c
 from mouse_pipeline.orchestration.metadata import table_preview
-from mouse_pipeline.orchestration.resources import FeatureSettings, MlflowTracking, MouseDataResource
+from mouse_pipeline.orchestration.resources import (
+    FeatureSettings,
+    MlflowTracking,
+    MouseDataResource,
+)
 from mouse_pipeline.prediction import UNKNOWN, label_test_rows, predict_sessions
 from mouse_pipeline.scoring import features_for_model
 from mouse_pipeline.tracking import load_champion

@@ -14,12 +14,23 @@ import dagster as dg
 import pandas as pd
 
 from mouse_pipeline.orchestration.assets.features import featurise, well_formed
-from mouse_pipeline.orchestration.assets.ingestion import ingestion_outputs, read_or_fail
+from mouse_pipeline.orchestration.assets.ingestion import (
+    ingestion_outputs,
+    read_or_fail,
+)
 from mouse_pipeline.orchestration.batches import (
-    BATCH_EVENTS, BATCH_FEATURES, GROUP, REJECTED_BATCH_EVENTS, TRAINING_BATCHES,
+    BATCH_EVENTS,
+    BATCH_FEATURES,
+    GROUP,
+    REJECTED_BATCH_EVENTS,
+    TRAINING_BATCHES,
 )
 from mouse_pipeline.orchestration.checks import labelled_event_checks
-from mouse_pipeline.orchestration.resources import FeatureSettings, MouseDataResource, SparkResource
+from mouse_pipeline.orchestration.resources import (
+    FeatureSettings,
+    MouseDataResource,
+    SparkResource,
+)
 from mouse_pipeline.orchestration.storage import EventTable
 
 

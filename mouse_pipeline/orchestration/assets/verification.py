@@ -9,6 +9,7 @@ import pandas as pd
 from mlflow.tracking import MlflowClient
 
 from mouse_pipeline import tracking
+from mouse_pipeline.modelling import FeatureMatrix
 from mouse_pipeline.orchestration.assets.model import TrainedModel
 from mouse_pipeline.orchestration.metadata import png_markdown, table_preview
 from mouse_pipeline.orchestration.resources import (
@@ -16,7 +17,6 @@ from mouse_pipeline.orchestration.resources import (
     MlflowTracking,
     MouseDataResource,
 )
-from mouse_pipeline.modelling import FeatureMatrix
 from mouse_pipeline.prediction import session_probabilities_of
 from mouse_pipeline.scoring import features_for_model
 from mouse_pipeline.verification import (
