@@ -119,3 +119,24 @@ def test_a_batch_failing_a_blocking_check_is_not_featurised_nor_trained_on(tmp_p
     trained_on = run(main, "key:raw_train_events or key:train_session_features", instance=instance)
     assert trained_on.success
     assert trained_on.asset_materializations_for_node("train_session_features")[0].metadata["batches"].value == 0
+
+
+def test_a_session_in_two_batches_blocks_training(tmp_path, small_simulation):
+    landing = tmp_path / "data" / "landing"
+    landing.mkdir(parents=True)
+    session = small_simulation.train[small_simulation.train[c.SESSION_ID] ==
+                                     small_simulation.train[c.SESSION_ID].iloc[0]]
+    session.iloc[: len(session) // 2].to_csv(landing / "part-1.csv", index=False)
+    session.iloc[len(session) // 2:].to_csv(landing / "part-2.csv", index=False)
+    instance = dg.DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions(TRAINING_BATCHES.name, ["part-1.csv", "part-2.csv"])
+    job = build_batch_definitions(resources(tmp_path)).resolve_job_def("ingest_training_batch")
+    for key in ("part-1.csv", "part-2.csv"):
+        assert job.execute_in_process(partition_key=key, instance=instance).success
+
+    result = run(build_definitions(resources(tmp_path)), "key:raw_train_events or key:train_session_features "
+                 "or key:feature_matrix", instance=instance)
+    checks = {e.check_name: e for e in result.get_asset_check_evaluations()}
+    verdict = checks["train_features_one_row_per_window_all_finite"]
+    assert not verdict.passed and verdict.metadata["duplicate_windows"].value == 1
+    assert "feature_matrix" not in materialized(result)  # blocked

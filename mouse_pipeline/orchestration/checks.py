@@ -20,37 +20,39 @@ def _result(rule: validation.RuleResult, severity: dg.AssetCheckSeverity) -> dg.
     return dg.AssetCheckResult(passed=rule.passed, severity=severity, metadata=metadata)
 
 
-def labelled_event_checks(asset: str, whole_training_set: bool = True) -> list[dg.AssetChecksDefinition]:
+def labelled_event_checks(asset: str, whole_training_set: bool = True,
+                          partitions_def: dg.PartitionsDefinition | None = None) -> list[dg.AssetChecksDefinition]:
     """Checks of the labelled events of ``asset``.
 
     ``whole_training_set`` adds the checks that only make sense on all the
     training data at once (enough sessions per user, balance); a batch of a
-    few sessions is judged on its rows alone.
+    few sessions is judged on its rows alone. ``partitions_def`` (that of a
+    partitioned ``asset``) makes each check run on, and load, one partition.
     """
 
-    @dg.asset_check(asset=asset, name="one_user_per_session", blocking=True,
+    @dg.asset_check(asset=asset, partitions_def=partitions_def, name="one_user_per_session", blocking=True,
                     description="Every session belongs to exactly one user.")
     def one_user_per_session(events: pd.DataFrame) -> dg.AssetCheckResult:
         return _result(validation.one_user_per_session(events), dg.AssetCheckSeverity.ERROR)
 
-    @dg.asset_check(asset=asset, name="no_nulls", blocking=True,
+    @dg.asset_check(asset=asset, partitions_def=partitions_def, name="no_nulls", blocking=True,
                     description="No missing or blank value in any column.")
     def no_nulls(events: pd.DataFrame) -> dg.AssetCheckResult:
         return _result(validation.no_nulls(events), dg.AssetCheckSeverity.ERROR)
 
-    @dg.asset_check(asset=asset, name="enough_sessions_per_user", blocking=True,
+    @dg.asset_check(asset=asset, partitions_def=partitions_def, name="enough_sessions_per_user", blocking=True,
                     description="Every user has enough sessions to be cross-validated (at least 2).")
     def enough_sessions_per_user(events: pd.DataFrame, validation_settings: ValidationSettings) -> dg.AssetCheckResult:
         rule = validation.enough_sessions_per_user(events, validation_settings.min_sessions_per_user)
         return _result(rule, dg.AssetCheckSeverity.ERROR)
 
-    @dg.asset_check(asset=asset, name="users_balanced",
+    @dg.asset_check(asset=asset, partitions_def=partitions_def, name="users_balanced",
                     description="Sessions and events per user are balanced (smallest/largest >= min ratio); warns.")
     def users_balanced(events: pd.DataFrame, validation_settings: ValidationSettings) -> dg.AssetCheckResult:
         rule = validation.users_balanced(events, validation_settings.min_balance_ratio)
         return _result(rule, dg.AssetCheckSeverity.WARN)
 
-    @dg.asset_check(asset=asset, name="event_grammar",
+    @dg.asset_check(asset=asset, partitions_def=partitions_def, name="event_grammar",
                     description="Counts clicks without release, drags without release and releases without press; "
                                 "warns.")
     def event_grammar(events: pd.DataFrame) -> dg.AssetCheckResult:

@@ -77,7 +77,7 @@ def batch_session_features(
 
 
 @dg.asset_check(
-    asset=BATCH_FEATURES, blocking=True,
+    asset=BATCH_FEATURES, blocking=True, partitions_def=TRAINING_BATCHES,
     description="One row per session window, every session of the batch present, no NaN and no infinity.",
     additional_ins={"events": dg.AssetIn(BATCH_EVENTS, input_manager_key="event_table_loader")},
 )
@@ -87,4 +87,4 @@ def batch_features_one_row_per_window_all_finite(
     return well_formed(batch_session_features, events.read(columns=["session_id"])["session_id"])
 
 
-BATCH_EVENT_CHECKS = labelled_event_checks(BATCH_EVENTS, whole_training_set=False)
+BATCH_EVENT_CHECKS = labelled_event_checks(BATCH_EVENTS, whole_training_set=False, partitions_def=TRAINING_BATCHES)
