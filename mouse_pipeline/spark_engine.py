@@ -22,7 +22,7 @@ import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
@@ -38,7 +38,6 @@ if TYPE_CHECKING:  # pragma: no cover - typing only
     from pyspark.sql import DataFrame, SparkSession
     from pyspark.sql.types import StructType
 
-Engine = Literal["pandas", "spark"]
 ENGINES: tuple[str, ...] = ("pandas", "spark")
 #: Spark master when neither the caller nor ``MOUSE_SPARK_MASTER`` names one.
 DEFAULT_MASTER = "local[*]"
