@@ -72,7 +72,8 @@ def tree_rss() -> int:
     return total
 
 
-def extract(path: Path, window_size: int, threads: int | None, repeat: int, engine: str, master: str) -> dict:
+def extract(path: Path, window_size: int, threads: int | None, repeat: int, engine: str, master: str,
+            events_per_group: int) -> dict:
     import numpy as np
     import pandas as pd
 
@@ -111,7 +112,8 @@ def extract(path: Path, window_size: int, threads: int | None, repeat: int, engi
         started = time.perf_counter()
         if engine == "spark":
             out = str(path.with_name(f"features-{i}.parquet"))
-            table = read_feature_table(features_to_parquet(spark, str(path), out, config).features)
+            written = features_to_parquet(spark, str(path), out, config, events_per_group=events_per_group)
+            table = read_feature_table(written.features)
         else:
             table = extract_features(events, config, threads=threads)
         runs.append(time.perf_counter() - started)
@@ -140,6 +142,8 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3, help="runs per size; the median is printed")
     parser.add_argument("--engines", nargs="+", choices=["pandas", "spark"], default=["pandas"])
     parser.add_argument("--spark-master", default="local[2]", help="Spark master of the spark engine")
+    parser.add_argument("--events-per-group", type=int, default=200_000,
+                        help="spark engine: events per applyInPandas call (0: one call per session)")
     parser.add_argument("--engine", default="pandas", help=argparse.SUPPRESS)
     parser.add_argument("--phase", choices=["generate", "extract"], help=argparse.SUPPRESS)
     parser.add_argument("--path", type=Path, help=argparse.SUPPRESS)
@@ -149,7 +153,7 @@ def main() -> None:
         return
     if args.phase == "extract":
         print(json.dumps(extract(args.path, args.window_size, args.threads, args.repeat, args.engine,
-                                 args.spark_master)))
+                                 args.spark_master, args.events_per_group)))
         return
     print(f"{'engine':>15} {'events':>12} {'sessions':>9} {'rows':>9} {'seconds':>8} {'events/s':>12} "
           f"{'peak RSS':>9}   (median of {args.repeat} runs)")
@@ -158,7 +162,8 @@ def main() -> None:
             path = Path(tmp) / f"events-{int(n)}.parquet"
             base = [sys.executable, "-m", "benchmarks.features_benchmark", "--path", str(path)]
             subprocess.run([*base, "--phase", "generate", "--events", str(int(n))], check=True)
-            extra = ["--repeat", str(args.repeat), "--spark-master", args.spark_master]
+            extra = ["--repeat", str(args.repeat), "--spark-master", args.spark_master,
+                     "--events-per-group", str(args.events_per_group)]
             extra += ["--threads", str(args.threads)] if args.threads else []
             for engine in args.engines:
                 done = subprocess.run([*base, "--phase", "extract", "--engine", engine,

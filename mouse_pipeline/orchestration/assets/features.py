@@ -146,28 +146,23 @@ def well_formed(table: pd.DataFrame, session_ids: pd.Series) -> dg.AssetCheckRes
     )
 
 
-def _session_ids(events: EventTable) -> pd.Series:
-    return events.read(columns=[c.SESSION_ID])[c.SESSION_ID]
+def well_formed_check(asset: str, events_asset: str, name: str,
+                      partitions_def: dg.PartitionsDefinition | None = None) -> dg.AssetChecksDefinition:
+    """Blocking check that the feature table ``asset`` is :func:`well_formed` against the sessions of
+    ``events_asset`` (read as a path handle: only its ``session_id`` column is loaded)."""
+
+    @dg.asset_check(
+        asset=asset, name=name, blocking=True, partitions_def=partitions_def,
+        description="One row per session window, every session present, no NaN and no infinity.",
+        additional_ins={"events": dg.AssetIn(events_asset, input_manager_key="event_table_loader")},
+    )
+    def _check(features: pd.DataFrame, events: EventTable) -> dg.AssetCheckResult:
+        return well_formed(features, events.read(columns=[c.SESSION_ID])[c.SESSION_ID])
+
+    return _check
 
 
-WELL_FORMED = "One row per session window, every session present, no NaN and no infinity."
-
-
-@dg.asset_check(
-    asset=train_session_features, blocking=True, description=WELL_FORMED,
-    additional_ins={"events": dg.AssetIn("raw_train_events", input_manager_key="event_table_loader")},
-)
-def train_features_one_row_per_window_all_finite(
-    train_session_features: pd.DataFrame, events: EventTable
-) -> dg.AssetCheckResult:
-    return well_formed(train_session_features, _session_ids(events))
-
-
-@dg.asset_check(
-    asset=test_session_features, blocking=True, description=WELL_FORMED,
-    additional_ins={"events": dg.AssetIn("raw_test_events", input_manager_key="event_table_loader")},
-)
-def test_features_one_row_per_window_all_finite(
-    test_session_features: pd.DataFrame, events: EventTable
-) -> dg.AssetCheckResult:
-    return well_formed(test_session_features, _session_ids(events))
+train_features_one_row_per_window_all_finite = well_formed_check(
+    "train_session_features", "raw_train_events", "train_features_one_row_per_window_all_finite")
+test_features_one_row_per_window_all_finite = well_formed_check(
+    "test_session_features", "raw_test_events", "test_features_one_row_per_window_all_finite")

@@ -11,9 +11,8 @@ engine. Training reads every materialised partition (see
 from pathlib import Path
 
 import dagster as dg
-import pandas as pd
 
-from mouse_pipeline.orchestration.assets.features import featurise, well_formed
+from mouse_pipeline.orchestration.assets.features import featurise, well_formed_check
 from mouse_pipeline.orchestration.assets.ingestion import (
     ingestion_outputs,
     read_or_fail,
@@ -76,15 +75,7 @@ def batch_session_features(
                                       "dagster/row_count": len(table)})
 
 
-@dg.asset_check(
-    asset=BATCH_FEATURES, blocking=True, partitions_def=TRAINING_BATCHES,
-    description="One row per session window, every session of the batch present, no NaN and no infinity.",
-    additional_ins={"events": dg.AssetIn(BATCH_EVENTS, input_manager_key="event_table_loader")},
-)
-def batch_features_one_row_per_window_all_finite(
-    batch_session_features: pd.DataFrame, events: EventTable
-) -> dg.AssetCheckResult:
-    return well_formed(batch_session_features, events.read(columns=["session_id"])["session_id"])
-
+batch_features_one_row_per_window_all_finite = well_formed_check(
+    BATCH_FEATURES, BATCH_EVENTS, "batch_features_one_row_per_window_all_finite", partitions_def=TRAINING_BATCHES)
 
 BATCH_EVENT_CHECKS = labelled_event_checks(BATCH_EVENTS, whole_training_set=False, partitions_def=TRAINING_BATCHES)
