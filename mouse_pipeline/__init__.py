@@ -2,10 +2,12 @@
 
 The functional core (``contract``, ``ingest``, ``validation``, ``simulate``,
 ``features``, ``modelling``, ``evaluation``, ``tracking``, ``prediction``,
-``spark_engine``) knows nothing of Dagster; ``mouse_pipeline.orchestration``
-wires it into assets. ``defs``, the ``Definitions`` object that
-``dagster ... -m mouse_pipeline`` finds, is imported on first access, so that
-code using only the core (a Spark executor, say) never imports Dagster.
+``scoring``, ``spark_engine``...) knows nothing of Dagster; the sub-package
+``mouse_pipeline.defs`` wires it into assets, one room per stage, and
+``mouse_pipeline.definitions`` merges them. ``pipeline_definitions``, the
+``Definitions`` object that ``dagster ... -m mouse_pipeline`` finds, is
+imported on first access, so that code using only the core (a Spark
+executor, say) never imports Dagster.
 """
 
 import os
@@ -14,17 +16,17 @@ import os
 # internet access, keeps a finished process alive for minutes. Opt out unless the user chose.
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
-__all__ = ["defs"]
+__all__ = ["pipeline_definitions"]
 
 
 def __getattr__(name: str):
-    if name == "defs":
+    if name == "pipeline_definitions":
         from mouse_pipeline.definitions import defs
 
-        globals()["defs"] = defs
+        globals()["pipeline_definitions"] = defs
         return defs
     raise AttributeError(f"module 'mouse_pipeline' has no attribute {name!r}")
 
 
 def __dir__() -> list[str]:  # Dagster's module loader lists members with dir()
-    return sorted({*globals(), "defs"})
+    return sorted({*globals(), "pipeline_definitions"})

@@ -5,8 +5,9 @@ Usage::
     mouse-pipeline score FILE.csv [--out DIR] [--data-dir DIR] [--tracking-uri URI]
     mouse-pipeline features INPUT [INPUT ...] --out FEATURES.parquet [--engine pandas|spark] [--master URL]
 
-The tracking URI defaults to ``MLFLOW_TRACKING_URI``, else the SQLite store
-in ``MOUSE_DATA_DIR`` (``./data``), as for the pipeline itself. ``features``
+Defaults come from the pipeline's settings (:mod:`mouse_pipeline.settings`):
+the tracking URI is ``MLFLOW_TRACKING_URI``, else the SQLite store in
+``MOUSE_DATA_DIR`` (``./data``), as for the pipeline itself. ``features``
 runs either engine on CSV or Parquet event files; with ``--engine spark`` it
 is what a cluster job (``spark-submit``) calls.
 """
@@ -14,25 +15,25 @@ is what a cluster job (``spark-submit``) calls.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
+from mouse_pipeline.features import FeatureConfig
 from mouse_pipeline.ingest import EventFileError
-from mouse_pipeline.tracking import default_tracking_uri
+from mouse_pipeline.settings import DEFAULT_LOW_CONFIDENCE, Settings
 
-MODEL_NAME = "mouse-user-identifier"
-STEPS = 5
+STEPS = 4
 
 
-def _score(args: argparse.Namespace) -> int:
+def _score(args: argparse.Namespace, settings: Settings) -> int:
     from tqdm import tqdm
 
     from mouse_pipeline.scoring import output_name, score_file
+    from mouse_pipeline.tracking import load_champion
 
-    data_dir = Path(args.data_dir or os.environ.get("MOUSE_DATA_DIR") or "data")
-    uri = args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri(data_dir)
-    out = Path(args.out) if args.out else data_dir / "predictions" / "scored" / output_name(args.file)
+    settings = settings.with_overrides(data_dir=args.data_dir, tracking_uri=args.tracking_uri,
+                                       model_name=args.model_name)
+    out = Path(args.out) if args.out else settings.root / "predictions" / "scored" / output_name(args.file)
     with tqdm(total=STEPS, desc="scoring", unit="step", file=sys.stderr, disable=args.quiet) as bar:
 
         def progress(message: str) -> None:
@@ -40,7 +41,9 @@ def _score(args: argparse.Namespace) -> int:
             bar.update(1)
 
         try:
-            result = score_file(args.file, out, uri, args.model_name, progress)
+            progress("loading the champion model")
+            champion = load_champion(settings.mlflow_uri, settings.model_name)
+            result = score_file(args.file, out, champion, progress)
         except (EventFileError, LookupError, ValueError) as exc:
             bar.close()
             print(f"error: {exc}", file=sys.stderr)
@@ -48,7 +51,7 @@ def _score(args: argparse.Namespace) -> int:
     sessions = result.sessions
     low = int((sessions["probability"] < args.low_confidence).sum())
     print(f"{result.ingest.rows_accepted:,} rows accepted, {result.ingest.rows_rejected:,} rejected; "
-          f"{len(sessions)} sessions scored with {args.model_name} version {result.model_version}; "
+          f"{len(sessions)} sessions scored with {settings.model_name} version {result.model_version}; "
           f"{low} below probability {args.low_confidence}")
     with_runner_up = sessions.assign(probability=sessions["probability"].round(3),
                                      runner_up_probability=sessions["runner_up_probability"].round(3))
@@ -57,15 +60,13 @@ def _score(args: argparse.Namespace) -> int:
     return 0
 
 
-def _features(args: argparse.Namespace) -> int:
-    from mouse_pipeline.features import FeatureConfig
-
+def _features(args: argparse.Namespace, settings: Settings) -> int:
     config = FeatureConfig(args.window_size, args.window_unit, args.pause_ms)
     try:
         if args.engine == "spark":
             from mouse_pipeline.spark_engine import features_to_parquet, start_session
 
-            spark = start_session(args.master, "mouse-pipeline-features")
+            spark = start_session(args.master or settings.spark_master, "mouse-pipeline-features")
             written = features_to_parquet(spark, args.inputs, args.out, config)
             counts = (written.rows_read, written.rows_accepted, written.rows_rejected, written.exact_duplicates)
             rejected = written.rejected
@@ -112,26 +113,29 @@ def _pandas_features(inputs: list[str], out: str, config) -> tuple[tuple[int, in
 
 
 def main(argv: list[str] | None = None) -> int:
+    settings = Settings.from_env()
+    features = FeatureConfig()
     parser = argparse.ArgumentParser(prog="mouse-pipeline", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
     score = commands.add_parser("score", help="predict the user of every session of an events CSV")
     score.add_argument("file", help="unlabelled events CSV (uid, session_id, timestamp, event_type, ...)")
     score.add_argument("--out", help="output folder (default: DATA_DIR/predictions/scored/<file stem>)")
     score.add_argument("--data-dir", help="data folder (default: MOUSE_DATA_DIR or ./data)")
-    score.add_argument("--tracking-uri", help="MLflow tracking URI")
-    score.add_argument("--model-name", default=MODEL_NAME)
-    score.add_argument("--low-confidence", type=float, default=0.5)
+    score.add_argument("--tracking-uri", help="MLflow tracking URI (default: MLFLOW_TRACKING_URI, else the data "
+                                              "folder's store)")
+    score.add_argument("--model-name", help=f"registered model (default: MOUSE_MODEL_NAME or {settings.model_name})")
+    score.add_argument("--low-confidence", type=float, default=DEFAULT_LOW_CONFIDENCE)
     score.add_argument("--quiet", action="store_true", help="no progress bar")
     feats = commands.add_parser("features", help="features of event files (CSV or Parquet) into a Parquet file")
     feats.add_argument("inputs", nargs="+", help="event files: *.csv or *.parquet (local or any path Spark reads)")
     feats.add_argument("--out", required=True, help="output: a Parquet file (pandas) or folder (spark)")
-    feats.add_argument("--engine", choices=["pandas", "spark"], default=os.environ.get("MOUSE_ENGINE") or "pandas")
+    feats.add_argument("--engine", choices=["pandas", "spark"], default=settings.engine)
     feats.add_argument("--master", help="Spark master (default: MOUSE_SPARK_MASTER, else local[*])")
-    feats.add_argument("--window-size", type=int, default=0)
-    feats.add_argument("--window-unit", choices=["events", "actions"], default="events")
-    feats.add_argument("--pause-ms", type=float, default=2000.0)
+    feats.add_argument("--window-size", type=int, default=features.window_size)
+    feats.add_argument("--window-unit", choices=["events", "actions"], default=features.window_unit)
+    feats.add_argument("--pause-ms", type=float, default=features.pause_ms)
     args = parser.parse_args(argv)
-    return _score(args) if args.command == "score" else _features(args)
+    return _score(args, settings) if args.command == "score" else _features(args, settings)
 
 
 if __name__ == "__main__":

@@ -1,80 +1,64 @@
-"""The Dagster ``Definitions`` of the pipeline: every asset, check and resource.
+"""The Dagster ``Definitions`` of the pipeline: every stage of :mod:`mouse_pipeline.defs`, merged.
 
-Configuration comes from environment variables (see README.md): with none
-set, the pipeline runs on simulated data under ``./data``. The training
-batches of the landing folder are a second code location,
-:mod:`mouse_pipeline.batch_definitions`, that shares these resources.
+Configuration comes from :class:`mouse_pipeline.settings.Settings` (environment
+variables, see README.md): with none set, the pipeline runs on simulated data
+under ``./data``. The training batches of the landing folder are a second code
+location, :mod:`mouse_pipeline.batch_definitions`, that shares these resources.
 """
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import dagster as dg
 
-from mouse_pipeline.orchestration.assets import (
-    exploration,
-    features,
-    ingestion,
-    model,
-    predictions,
-    verification,
-)
-from mouse_pipeline.orchestration.automation import (
-    inbox_sensor,
-    retrain,
-    retrain_schedule,
-    score_new_sessions,
-)
-from mouse_pipeline.orchestration.batches import batch_features_spec
-from mouse_pipeline.orchestration.checks import TRAIN_EVENT_CHECKS
-from mouse_pipeline.orchestration.resources import SparkResource, resources_from_env
-from mouse_pipeline.orchestration.storage import ParquetFrameIOManager
-from mouse_pipeline.spark_engine import spark_master
+from mouse_pipeline.defs.batches.partitions import batch_features_spec
+from mouse_pipeline.defs.exploration import assets as exploration
+from mouse_pipeline.defs.features import assets as features
+from mouse_pipeline.defs.features import checks as feature_checks
+from mouse_pipeline.defs.ingestion import assets as ingestion
+from mouse_pipeline.defs.ingestion.checks import TRAIN_EVENT_CHECKS
+from mouse_pipeline.defs.model import assets as model
+from mouse_pipeline.defs.prediction import assets as prediction
+from mouse_pipeline.defs.prediction.inbox import inbox_sensor, score_new_sessions
+from mouse_pipeline.defs.resources import SparkResource, build_resources
+from mouse_pipeline.defs.retrain import retrain, retrain_schedule
+from mouse_pipeline.defs.storage import storage_resources
+from mouse_pipeline.defs.verification import assets as verification
+from mouse_pipeline.settings import Settings
 
 
-def with_storage(resources: dict | None) -> dict:
-    """``resources`` (default: from the environment) plus the IO managers and a (lazy) Spark
-    resource, unless given.
-
-    Asset values are stored by a filesystem IO manager under
-    ``<data_dir>/storage`` so that later runs can reuse them; event and batch
-    tables as Parquet under ``<data_dir>/tables``, which ``event_table_loader``
-    hands to the feature engines as paths.
-    """
-    resources = dict(resources or resources_from_env())
-    data_dir = Path(resources["mouse_data"].data_dir)
-    tables = str(resources["mouse_data"].tables_dir)
-    resources.setdefault("io_manager", dg.FilesystemIOManager(base_dir=str(data_dir / "storage")))
-    resources.setdefault("events_io_manager", ParquetFrameIOManager(base_dir=tables))
-    resources.setdefault("event_table_loader", ParquetFrameIOManager(base_dir=tables, lazy=True))
-    resources.setdefault("spark", SparkResource(master=spark_master()))
-    return resources
+def with_storage(resources: dict | None, settings: Settings | None = None) -> dict:
+    """``resources`` (default: :func:`~mouse_pipeline.defs.resources.build_resources` from ``settings``)
+    plus, unless given, the IO managers and the (lazy) Spark resource."""
+    settings = settings or Settings.from_env()
+    resources = dict(resources or build_resources(settings))
+    mouse_data = resources["mouse_data"]
+    defaults = {**storage_resources(mouse_data.data_dir, mouse_data.tables_dir),
+                "spark": SparkResource(master=settings.spark_master)}
+    return {**defaults, **resources}
 
 
-def build_definitions(resources: dict | None = None, inbox_dir: str | None = None) -> dg.Definitions:
-    """Definitions with the given resources (default: from the environment).
-
-    The inbox sensor watches ``inbox_dir`` (default: ``MOUSE_INBOX_DIR``, else
-    ``<data_dir>/inbox``).
-    """
-    resources = with_storage(resources)
-    data_dir = Path(resources["mouse_data"].data_dir)
-    inbox = inbox_dir or os.environ.get("MOUSE_INBOX_DIR") or str(data_dir / "inbox")
-    return dg.Definitions(
+def build_definitions(resources: dict | None = None, settings: Settings | None = None) -> dg.Definitions:
+    """The main code location, with the given resources (default: from ``settings``, by default read from
+    the environment)."""
+    settings = settings or Settings.from_env()
+    stages = dg.Definitions(
         assets=[
-            *dg.load_assets_from_modules([ingestion, features, model, predictions, verification, exploration]),
+            *dg.load_assets_from_modules([ingestion, features, model, verification, prediction, exploration]),
             batch_features_spec,  # materialised by the batches location; read by train_session_features
         ],
-        asset_checks=[*TRAIN_EVENT_CHECKS, *dg.load_asset_checks_from_modules([features])],
+        asset_checks=[*TRAIN_EVENT_CHECKS, *dg.load_asset_checks_from_modules([feature_checks])],
         jobs=[retrain, score_new_sessions],
-        schedules=[retrain_schedule()],
-        sensors=[inbox_sensor(inbox)],
-        resources=resources,
-        # Steps are short and share heavy imports (MLflow, scikit-learn): one process beats
-        # paying the import in a subprocess per step. It also keeps one Spark session per run.
-        executor=dg.in_process_executor,
+        schedules=[retrain_schedule(settings)],
+        sensors=[inbox_sensor],
+    )
+    return dg.Definitions.merge(
+        stages,
+        dg.Definitions(
+            resources=with_storage(resources, settings),
+            # Steps are short and share heavy imports (MLflow, scikit-learn): one process beats
+            # paying the import in a subprocess per step. It also keeps one Spark session per run.
+            executor=dg.in_process_executor,
+        ),
     )
 
 

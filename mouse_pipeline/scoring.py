@@ -1,9 +1,11 @@
-"""Scoring a new events file with the registered champion, outside any training run.
+"""Scoring events with the registered champion: the one path from events to predictions.
 
-:func:`score_file` is what the ``score_new_sessions`` job, the inbox sensor's
-runs and the ``mouse-pipeline score`` command all call: the same ingestion,
-the same features (with the settings the champion was trained with, read
-from its MLflow run), the champion's predictions, two CSV files.
+:func:`score_events` is what the ``predictions`` asset, the
+``score_new_sessions`` job (inbox sensor runs) and the ``mouse-pipeline
+score`` command all call: features with the settings the champion was
+trained with (read from its MLflow run), the champion's session
+predictions, open-set verdicts at its calibrated threshold, and every row
+labelled. :func:`score_file` adds ingestion of a CSV and writes the files.
 """
 
 from __future__ import annotations
@@ -14,16 +16,61 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
-from mlflow.tracking import MlflowClient
 
 from mouse_pipeline.features import FeatureConfig, extract_features
 from mouse_pipeline.ingest import IngestResult, read_events
 from mouse_pipeline.prediction import label_test_rows, predict_sessions
-from mouse_pipeline.tracking import load_champion
+from mouse_pipeline.tracking import Champion
 
 PREDICTED_ROWS_FILE = "Predicted_mouse.csv"
 SESSION_PREDICTIONS_FILE = "session_predictions.csv"
 REJECTED_FILE = "rejected_events.csv"
+
+
+@dataclass(frozen=True)
+class Scored:
+    """The champion's predictions for a set of events."""
+
+    sessions: pd.DataFrame  # one row per session: user, probability, runner-up, n_windows, verdict
+    rows: pd.DataFrame  # every event row in its original order, with the predicted user_id
+    features: pd.DataFrame  # the features the champion scored (its own settings)
+    champion: Champion
+
+
+def features_for(champion: Champion, events: pd.DataFrame, features: pd.DataFrame | None = None,
+                 features_config: FeatureConfig | None = None) -> pd.DataFrame:
+    """Features of ``events`` as the champion was trained on them.
+
+    ``features`` (computed from ``events`` with ``features_config``) are used
+    as they are when those settings are the champion's; otherwise the events
+    are featurised again with the champion's settings, so that a champion
+    trained on, say, whole sessions is never fed windows.
+    """
+    if features is not None and features_config == champion.feature_config:
+        return features
+    return extract_features(events, champion.feature_config)
+
+
+def score_events(champion: Champion, events: pd.DataFrame, features: pd.DataFrame | None = None,
+                 features_config: FeatureConfig | None = None) -> Scored:
+    """Session predictions and labelled rows of unlabelled ``events`` (see :func:`features_for`)."""
+    table = features_for(champion, events, features, features_config)
+    sessions = predict_sessions(champion.pipeline, table, champion.unknown_threshold)
+    return Scored(sessions, label_test_rows(events, sessions), table, champion)
+
+
+def write_predictions(scored: Scored, out_dir: str | Path, rejected: pd.DataFrame | None = None) -> dict[str, Path]:
+    """Write ``Predicted_mouse.csv``, ``session_predictions.csv`` (and ``rejected_events.csv``) into
+    ``out_dir``; return their paths by name."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"predicted_rows": out / PREDICTED_ROWS_FILE, "session_predictions": out / SESSION_PREDICTIONS_FILE}
+    scored.rows.to_csv(paths["predicted_rows"], index=False)
+    scored.sessions.to_csv(paths["session_predictions"], index=False)
+    if rejected is not None:
+        paths["rejected"] = out / REJECTED_FILE
+        rejected.to_csv(paths["rejected"], index=False)
+    return paths
 
 
 @dataclass(frozen=True)
@@ -32,18 +79,16 @@ class ScoringResult:
 
     source_file: str
     ingest: IngestResult
-    sessions: pd.DataFrame
-    rows: pd.DataFrame
-    model_version: str
-    out_dir: Path
+    scored: Scored
+    files: dict[str, Path]
 
     @property
-    def files(self) -> dict[str, Path]:
-        return {
-            "predicted_rows": self.out_dir / PREDICTED_ROWS_FILE,
-            "session_predictions": self.out_dir / SESSION_PREDICTIONS_FILE,
-            "rejected": self.out_dir / REJECTED_FILE,
-        }
+    def sessions(self) -> pd.DataFrame:
+        return self.scored.sessions
+
+    @property
+    def model_version(self) -> str:
+        return self.scored.champion.version
 
 
 def output_name(path: str | Path) -> str:
@@ -51,67 +96,26 @@ def output_name(path: str | Path) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", Path(path).stem) or "input"
 
 
-def feature_config_of_run(client: MlflowClient, run_id: str) -> FeatureConfig:
-    """The feature settings a model was trained with (its run's ``features.*`` params)."""
-    params = client.get_run(run_id).data.params
-    defaults = FeatureConfig()
-    return FeatureConfig(
-        window_size=int(params.get("features.window_size", defaults.window_size)),
-        window_unit=params.get("features.window_unit", defaults.window_unit),  # type: ignore[arg-type]
-        pause_ms=float(params.get("features.pause_ms", defaults.pause_ms)),
-    )
-
-
-def features_for_model(
-    events: pd.DataFrame, features: pd.DataFrame, features_config: FeatureConfig, client: MlflowClient, run_id: str
-) -> pd.DataFrame:
-    """Features as the model of ``run_id`` was trained on them.
-
-    ``features`` (computed from ``events`` with ``features_config``) are used
-    as they are when the settings match the run's; otherwise the events are
-    featurised again with the run's settings, so that a champion trained on,
-    say, whole sessions is never fed windows.
-    """
-    wanted = feature_config_of_run(client, run_id)
-    return features if wanted == features_config else extract_features(events, wanted)
-
-
 def score_file(
-    path: str | Path, out_dir: str | Path, tracking_uri: str, model_name: str,
-    progress: Callable[[str], None] | None = None,
+    path: str | Path, out_dir: str | Path, champion: Champion, progress: Callable[[str], None] | None = None,
 ) -> ScoringResult:
-    """Validate, featurise and predict one unlabelled events CSV; write the predictions.
-
-    Writes ``Predicted_mouse.csv`` (every accepted row, original order, with
-    the predicted ``user_id``), ``session_predictions.csv`` and
-    ``rejected_events.csv`` into ``out_dir``.
+    """Validate, featurise and predict one unlabelled events CSV with ``champion``; write the predictions
+    (:func:`write_predictions`, rejected rows included).
 
     Raises
     ------
     mouse_pipeline.ingest.EventFileError
         When the file cannot be used at all.
-    LookupError
-        When the registry has no champion model.
+    ValueError
+        When no row of the file is valid.
     """
     step = progress or (lambda _message: None)
-    step("loading the champion model")
-    model, version = load_champion(tracking_uri, model_name)
-    client = MlflowClient(tracking_uri)
-    config = feature_config_of_run(client, version.run_id)
-    unknown_below = client.get_run(version.run_id).data.metrics.get("unknown_threshold")
     step(f"reading {path}")
     ingest = read_events(path, labelled=False)
     if ingest.events.empty:
         raise ValueError(f"{path}: no valid rows to score ({ingest.rows_rejected} rejected)")
-    step(f"featurising {ingest.rows_accepted:,} events")
-    features = extract_features(ingest.events, config)
-    step(f"predicting {features['session_id'].nunique():,} sessions")
-    sessions = predict_sessions(model, features, unknown_below)
-    rows = label_test_rows(ingest.events, sessions)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    rows.to_csv(out / PREDICTED_ROWS_FILE, index=False)
-    sessions.to_csv(out / SESSION_PREDICTIONS_FILE, index=False)
-    ingest.rejected.to_csv(out / REJECTED_FILE, index=False)
-    step(f"wrote predictions to {out}")
-    return ScoringResult(str(path), ingest, sessions, rows, str(version.version), out)
+    step(f"featurising and predicting {ingest.rows_accepted:,} events")
+    scored = score_events(champion, ingest.events)
+    files = write_predictions(scored, out_dir, ingest.rejected)
+    step(f"wrote predictions to {out_dir}")
+    return ScoringResult(str(path), ingest, scored, files)

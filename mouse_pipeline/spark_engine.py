@@ -39,7 +39,7 @@ if TYPE_CHECKING:  # pragma: no cover - typing only
     from pyspark.sql.types import StructType
 
 ENGINES: tuple[str, ...] = ("pandas", "spark")
-#: Spark master when neither the caller nor ``MOUSE_SPARK_MASTER`` names one.
+#: Spark master when the caller names none.
 DEFAULT_MASTER = "local[*]"
 #: Column Spark fills with the raw text of a CSV line it cannot parse.
 CORRUPT_RECORD = "_corrupt_record"
@@ -61,14 +61,10 @@ def check_engine(name: str) -> str:
     return name
 
 
-def spark_master(master: str | None = None) -> str:
-    """The Spark master to use: ``master``, else ``MOUSE_SPARK_MASTER``, else ``local[*]``."""
-    return master or os.environ.get("MOUSE_SPARK_MASTER", "") or DEFAULT_MASTER
-
-
 def start_session(master: str | None = None, app_name: str = "mouse-pipeline",
                   conf: dict[str, str] | None = None) -> SparkSession:
-    """A Spark session (or the active one) for ``master`` (see :func:`spark_master`).
+    """A Spark session (or the active one) for ``master`` (default ``local[*]``; the pipeline passes
+    its ``MOUSE_SPARK_MASTER`` setting).
 
     With a local master and no ``PYSPARK_PYTHON`` set, the Python workers run
     this interpreter, the one where ``mouse_pipeline`` is installed. On a
@@ -79,7 +75,7 @@ def start_session(master: str | None = None, app_name: str = "mouse-pipeline",
     # PySpark 4 warns on every pandas conversion that pandas 3 is not yet fully supported;
     # the equivalence tests check the conversions this module uses, value by value.
     warnings.filterwarnings("ignore", message="PySpark does not yet fully support pandas", category=FutureWarning)
-    master = spark_master(master)
+    master = master or DEFAULT_MASTER
     settings = {**DEFAULT_CONF, **(conf or {})}
     if master.startswith("local") and not os.environ.get("PYSPARK_PYTHON"):
         os.environ["PYSPARK_PYTHON"] = sys.executable  # PySpark reads the variable, not a conf key

@@ -7,7 +7,6 @@ at a temporary SQLite store and Dagster resources only pass settings in.
 from __future__ import annotations
 
 import hashlib
-import json
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +17,8 @@ import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
 from mlflow.tracking import MlflowClient
+
+from mouse_pipeline.features import FeatureConfig
 
 CHAMPION = "champion"
 
@@ -83,6 +84,36 @@ def log_sklearn_model(pipeline, example: pd.DataFrame, registered_name: str | No
 
 
 @dataclass(frozen=True)
+class LoggedModel:
+    """Where :func:`log_training_run` put a trained model."""
+
+    run_id: str
+    model_uri: str
+    version: str | None
+
+
+def log_training_run(
+    *, run_name: str, tags: dict[str, str], params: dict, metrics: dict[str, float],
+    tables: dict[str, pd.DataFrame], texts: dict[str, str], pipeline, example: pd.DataFrame,
+    registered_name: str | None,
+) -> LoggedModel:
+    """One MLflow run for one training: params, metrics, CSV tables and text artifacts, the model
+    (with signature and input example), registered as a new version of ``registered_name``.
+
+    The active experiment must be set (:func:`use_experiment`).
+    """
+    with mlflow.start_run(run_name=run_name, tags=tags) as run:
+        mlflow.log_params(params)
+        mlflow.log_metrics(metrics)
+        for artifact_file, frame in tables.items():
+            log_frame(frame, artifact_file)
+        for artifact_file, text in texts.items():
+            mlflow.log_text(text, artifact_file)
+        model_uri, version = log_sklearn_model(pipeline, example, registered_name)
+    return LoggedModel(run.info.run_id, model_uri, version)
+
+
+@dataclass(frozen=True)
 class GateDecision:
     """What the champion gate decided for a new model version."""
 
@@ -143,10 +174,51 @@ def gate_champion(
     )
 
 
-def load_champion(tracking_uri: str, name: str, alias: str = CHAMPION):
-    """Load the champion pipeline (``models:/NAME@champion``) and its model version.
+@dataclass(frozen=True)
+class Champion:
+    """The registered model holding the champion alias, with what scoring needs to use it.
 
-    Raises LookupError with a clear message when the registry has no champion.
+    ``metrics`` and ``params`` are those of the version's MLflow run;
+    ``feature_config`` the feature settings it was trained with (its
+    ``features.*`` params), so that data is featurised exactly as in training.
+    """
+
+    name: str
+    version: str
+    run_id: str
+    pipeline: object
+    metrics: dict[str, float]
+    params: dict[str, str]
+    tags: dict[str, str]
+    feature_config: FeatureConfig
+
+    @property
+    def unknown_threshold(self) -> float | None:
+        """The calibrated open-set threshold (None before calibration)."""
+        return self.metrics.get("unknown_threshold")
+
+    def describe(self) -> str:
+        """One line naming the model version and its training data."""
+        data = self.params.get("train_file", "?")
+        simulated = " (simulated)" if self.params.get("simulated_data") == "True" else ""
+        return (f"{self.name} version {self.version}, trained on {data}{simulated} "
+                f"({self.params.get('train_users', '?')} users)")
+
+
+def feature_config_of(params: dict[str, str]) -> FeatureConfig:
+    """The feature settings recorded in a training run's ``features.*`` params (defaults where absent)."""
+    defaults = FeatureConfig()
+    return FeatureConfig(
+        window_size=int(params.get("features.window_size", defaults.window_size)),
+        window_unit=params.get("features.window_unit", defaults.window_unit),  # type: ignore[arg-type]
+        pause_ms=float(params.get("features.pause_ms", defaults.pause_ms)),
+    )
+
+
+def load_champion(tracking_uri: str, name: str, alias: str = CHAMPION) -> Champion:
+    """The model version holding ``alias`` (default ``champion``), its pipeline and its run's records.
+
+    Raises LookupError with a clear message when the registry has no such model.
     """
     mlflow.set_tracking_uri(tracking_uri)
     client = MlflowClient(tracking_uri)
@@ -156,9 +228,10 @@ def load_champion(tracking_uri: str, name: str, alias: str = CHAMPION):
             f"no model '{name}' with alias '{alias}' in the MLflow registry at {tracking_uri}: "
             "train one first (materialise user_identifier)"
         )
-    return mlflow.sklearn.load_model(f"models:/{name}@{alias}"), version
-
-
-def log_json(data: dict, artifact_file: str) -> None:
-    """Log a dict as a JSON artifact of the active run."""
-    mlflow.log_text(json.dumps(data, indent=2, sort_keys=True, default=str), artifact_file)
+    run = client.get_run(version.run_id)
+    pipeline = mlflow.sklearn.load_model(f"models:/{name}/{version.version}")
+    return Champion(
+        name=name, version=str(version.version), run_id=version.run_id, pipeline=pipeline,
+        metrics=dict(run.data.metrics), params=dict(run.data.params), tags=dict(version.tags or {}),
+        feature_config=feature_config_of(run.data.params),
+    )

@@ -66,3 +66,59 @@ def spark_session():
         _no_spark(f"Spark did not start: {exc}")
     yield spark
     spark.stop()
+
+
+# Helpers shared by the tests of the Dagster shell ------------------------------------------------
+
+#: What the retrain job materialises.
+ALL_ASSETS = {
+    "raw_train_events", "raw_test_events", "rejected_train_events", "rejected_test_events",
+    "rejected_events", "train_session_features", "test_session_features", "feature_matrix",
+    "user_identifier", "model_evaluation", "predictions", "verification_calibration", "verification",
+}
+EXPLORATION_ASSETS = {"event_profile", "user_plots"}
+#: A small, fast training configuration for tests.
+FAST_TRAINING = {"hidden_layer_sizes": [[24]], "alpha": [0.01], "max_iter": 400, "n_splits": 4,
+                 "compare_estimators": [], "n_jobs": 1}
+FAST_CONFIG = {"ops": {"user_identifier": {"config": FAST_TRAINING},
+                       "verification_calibration": {"config": {"n_jobs": 1}}}}
+
+
+def pipeline_resources(tmp_path: Path, train="", test="", claims="", **feature) -> dict:
+    """Resources of a pipeline writing under ``tmp_path/data`` with its own MLflow store."""
+    from mouse_pipeline.defs.resources import (
+        FeatureEngineResource, MlflowResource, MouseDataResource, ValidationLimitsResource,
+    )
+
+    data_dir = str(tmp_path / "data")
+    return {
+        "mouse_data": MouseDataResource(data_dir=data_dir, train_csv=str(train), test_csv=str(test),
+                                        claims_csv=str(claims)),
+        "feature_engine": FeatureEngineResource(**feature),
+        "validation_limits": ValidationLimitsResource(),
+        "mlflow_tracking": MlflowResource(data_dir=data_dir, tracking_uri=f"sqlite:///{tmp_path}/mlflow.db"),
+    }
+
+
+def run_assets(defs, selection: str, run_config: dict | None = None, instance=None):
+    """Materialise the assets ``selection`` names, in process; failures are returned, not raised."""
+    import dagster as dg
+
+    job = defs.resolve_implicit_global_asset_job_def()
+    return job.execute_in_process(
+        instance=instance or dg.DagsterInstance.ephemeral(),
+        asset_selection=list(dg.AssetSelection.from_string(selection).resolve(defs.resolve_asset_graph())),
+        run_config=run_config or {},
+        raise_on_error=False,
+    )
+
+
+def materialized(result) -> set[str]:
+    """Keys of the assets a run materialised."""
+    return {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
+
+
+def step_failure(result) -> str:
+    """The error message of a run's first failed step."""
+    failure = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"][0]
+    return str(failure.event_specific_data.error)

@@ -18,9 +18,18 @@ import pytest
 from mouse_pipeline import contract as c
 from mouse_pipeline.cli import main as cli_main
 from mouse_pipeline.definitions import build_definitions
-from mouse_pipeline.orchestration.automation import inbox_sensor, retrain_schedule
-from mouse_pipeline.orchestration.resources import FeatureSettings
-from mouse_pipeline_tests.test_pipeline import ALL_ASSETS, FAST_CONFIG, materialized, resources, run
+from mouse_pipeline.defs.prediction.inbox import inbox_sensor
+from mouse_pipeline.defs.resources import FeatureEngineResource, MouseDataResource
+from mouse_pipeline.defs.retrain import retrain_schedule
+from mouse_pipeline.settings import Settings
+from mouse_pipeline_tests.conftest import (
+    ALL_ASSETS,
+    FAST_CONFIG,
+    materialized,
+    pipeline_resources,
+    run_assets,
+    step_failure,
+)
 
 
 @pytest.fixture(scope="module")
@@ -28,8 +37,8 @@ def trained(tmp_path_factory, small_simulation):
     """A data folder with a champion trained by the ``retrain`` job on small simulated data."""
     tmp = tmp_path_factory.mktemp("trained")
     files = small_simulation.write(tmp / "sim")
-    res = resources(tmp, files["train"], files["test"])
-    defs = build_definitions(res, inbox_dir=str(tmp / "inbox"))
+    res = pipeline_resources(tmp, files["train"], files["test"])
+    defs = build_definitions(res)
     result = defs.resolve_job_def("retrain").execute_in_process(
         instance=dg.DagsterInstance.ephemeral(),
         run_config=FAST_CONFIG,
@@ -46,9 +55,9 @@ def test_retrain_job_covers_ingestion_to_predictions(trained):
 def test_predictions_use_the_champions_feature_settings(trained):
     """Changed window settings after training do not feed the champion windows it never saw."""
     res = dict(trained["resources"])
-    res["feature_settings"] = FeatureSettings(window_size=40)  # the champion was trained on whole sessions
-    defs = build_definitions(res, inbox_dir=str(trained["tmp"] / "inbox"))
-    result = run(defs, "key:test_session_features or key:predictions")
+    res["feature_engine"] = FeatureEngineResource(window_size=40)  # the champion was trained on whole sessions
+    defs = build_definitions(res)
+    result = run_assets(defs, "key:test_session_features or key:predictions")
     assert result.success
     windows = result.output_for_node("test_session_features")
     assert windows.groupby(c.SESSION_ID).size().max() > 1  # the current settings cut windows
@@ -63,7 +72,7 @@ def test_schedule_is_weekly_stopped_by_default_and_configurable(monkeypatch, tra
     assert schedule.job_name == "retrain"
     monkeypatch.setenv("MOUSE_RETRAIN_CRON", "0 * * * *")
     monkeypatch.setenv("MOUSE_RETRAIN_SCHEDULE", "on")
-    configured = retrain_schedule()
+    configured = retrain_schedule(Settings.from_env())
     assert configured.cron_schedule == "0 * * * *"
     assert configured.default_status == dg.DefaultScheduleStatus.RUNNING
     with dg.build_schedule_context(scheduled_execution_time=pd.Timestamp("2026-11-30 03:00")) as context:
@@ -71,34 +80,38 @@ def test_schedule_is_weekly_stopped_by_default_and_configurable(monkeypatch, tra
     assert len(requests) == 1
 
 
-def evaluate(sensor, cursor=None):
-    context = dg.build_sensor_context(cursor=cursor)
+def evaluate(sensor, resources, cursor=None):
+    context = dg.build_sensor_context(cursor=cursor, resources=resources)
     data = sensor.evaluate_tick(context)
     return list(data.run_requests or []), data.cursor
 
 
 def test_inbox_sensor_one_run_per_new_or_changed_file(tmp_path, small_files):
     inbox = tmp_path / "inbox"
-    sensor = inbox_sensor(str(inbox))
-    requests, cursor = evaluate(sensor)
+    resources = {"mouse_data": MouseDataResource(data_dir=str(tmp_path / "data"), inbox_dir=str(inbox))}
+
+    def tick(cursor=None):
+        return evaluate(inbox_sensor, resources, cursor)
+
+    requests, cursor = tick()
     assert requests == []
     inbox.mkdir()
     (inbox / "batch one.csv").write_bytes(small_files["test"].read_bytes())
     (inbox / "notes.txt").write_text("not a csv")
-    requests, cursor = evaluate(sensor, cursor)
+    requests, cursor = tick(cursor)
     assert len(requests) == 1
     config = requests[0].run_config["ops"]["score_csv"]["config"]
     assert config["csv_path"].endswith("batch one.csv")
     assert config["output_name"].startswith("batch_one-")
-    assert evaluate(sensor, cursor)[0] == []  # unchanged: no run
+    assert tick(cursor)[0] == []  # unchanged: no run
     os.utime(inbox / "batch one.csv")  # touched, same content: no run
-    assert evaluate(sensor, cursor)[0] == []
+    assert tick(cursor)[0] == []
     with (inbox / "batch one.csv").open("a") as handle:
         handle.write("extra-uid,extra-session,1655993031186,2,1.0,1.0\n")
-    changed, cursor = evaluate(sensor, cursor)
+    changed, cursor = tick(cursor)
     assert len(changed) == 1 and changed[0].run_key != requests[0].run_key
     (inbox / "second.csv").write_bytes(small_files["test"].read_bytes())
-    second, cursor = evaluate(sensor, cursor)
+    second, cursor = tick(cursor)
     assert [r.tags["inbox_file"] for r in second] == ["second.csv"]
 
 
@@ -116,8 +129,7 @@ def test_score_job_writes_predictions_and_fails_clearly_on_a_bad_file(trained, t
     failed = job.execute_in_process(run_config=config, instance=dg.DagsterInstance.ephemeral(),
                                     raise_on_error=False)
     assert not failed.success
-    failure = [e for e in failed.all_events if e.event_type_value == "STEP_FAILURE"][0]
-    assert "bad.csv: missing column(s)" in str(failure.event_specific_data.error)
+    assert "bad.csv: missing column(s)" in step_failure(failed)
 
 
 def test_scoring_command_end_to_end(trained, capsys, tmp_path):
@@ -142,13 +154,13 @@ def test_scoring_command_errors_are_clear(trained, capsys, tmp_path):
 
 
 def test_exploration_assets_write_plots_per_user(tmp_path, small_files):
-    defs = build_definitions(resources(tmp_path, small_files["train"], small_files["test"]))
-    result = run(defs, "key:raw_train_events or group:exploration")
+    defs = build_definitions(pipeline_resources(tmp_path, small_files["train"], small_files["test"]))
+    result = run_assets(defs, "key:raw_train_events or group:exploration")
     assert result.success
     plots = sorted((tmp_path / "data" / "exploration" / "plots").glob("*.png"))
     assert len(plots) == 12  # trajectories and timelines for each of 6 users
     assert (tmp_path / "data" / "exploration" / "profile_event_mix.csv").exists()
-    again = run(defs, "key:user_plots")
+    again = run_assets(defs, "key:user_plots")
     assert again.success
     assert sorted((tmp_path / "data" / "exploration" / "plots").glob("*.png")) == plots  # replaced, not piled up
 

@@ -10,13 +10,15 @@ import pandas as pd
 from mouse_pipeline import contract as c
 from mouse_pipeline.batch_definitions import build_batch_definitions
 from mouse_pipeline.definitions import build_definitions
+from mouse_pipeline.defs.batches.partitions import TRAINING_BATCHES
+from mouse_pipeline.defs.resources import MouseDataResource
 from mouse_pipeline.features import extract_features
-from mouse_pipeline.orchestration.batches import TRAINING_BATCHES
-from mouse_pipeline_tests.test_pipeline import materialized, resources, run
+from mouse_pipeline_tests.conftest import materialized, pipeline_resources, run_assets, step_failure
 
 
-def evaluate(sensor: dg.SensorDefinition, instance: dg.DagsterInstance, cursor: str | None) -> dg.SensorResult:
-    result = sensor(dg.build_sensor_context(instance=instance, cursor=cursor))
+def evaluate(sensor: dg.SensorDefinition, instance: dg.DagsterInstance, cursor: str | None,
+             resources: dict) -> dg.SensorResult:
+    result = sensor(dg.build_sensor_context(instance=instance, cursor=cursor, resources=resources))
     for request in result.dynamic_partitions_requests or []:
         instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
     return result
@@ -24,27 +26,29 @@ def evaluate(sensor: dg.SensorDefinition, instance: dg.DagsterInstance, cursor: 
 
 def test_landing_sensor_registers_each_new_batch_once(tmp_path):
     landing = tmp_path / "landing"
-    defs = build_batch_definitions(resources(tmp_path), landing_dir=str(landing))
+    res = pipeline_resources(tmp_path)
+    res["mouse_data"] = MouseDataResource(data_dir=str(tmp_path / "data"), landing_dir=str(landing))
+    defs = build_batch_definitions(res)
     sensor = defs.resolve_sensor_def("landing_sensor")
     instance = dg.DagsterInstance.ephemeral()
-    assert isinstance(sensor(dg.build_sensor_context(instance=instance)), dg.SkipReason)  # no folder yet
+    assert isinstance(sensor(dg.build_sensor_context(instance=instance, resources=res)), dg.SkipReason)  # no dir
 
     landing.mkdir()
     (landing / "2026-11-01.csv").write_text("a\n")
     (landing / "2026-11-02.csv").write_text("b\n")
     (landing / "not a key.csv").write_text("c\n")
     (landing / "notes.txt").write_text("not a batch\n")
-    first = evaluate(sensor, instance, None)
+    first = evaluate(sensor, instance, None, res)
     assert [r.partition_key for r in first.run_requests] == ["2026-11-01.csv", "2026-11-02.csv"]
     assert list(first.dynamic_partitions_requests[0].partition_keys) == ["2026-11-01.csv", "2026-11-02.csv"]
     assert set(instance.get_dynamic_partitions(TRAINING_BATCHES.name)) == {"2026-11-01.csv", "2026-11-02.csv"}
 
-    again = evaluate(sensor, instance, first.cursor)
+    again = evaluate(sensor, instance, first.cursor, res)
     assert not again.run_requests and not again.dynamic_partitions_requests
 
     (landing / "2026-11-02.csv").write_text("b, corrected\n")  # same batch, new content: processed again
     os.utime(landing / "2026-11-01.csv")  # touched, unchanged: not
-    changed = evaluate(sensor, instance, again.cursor)
+    changed = evaluate(sensor, instance, again.cursor, res)
     assert [r.partition_key for r in changed.run_requests] == ["2026-11-02.csv"]
     assert not changed.dynamic_partitions_requests  # already a partition
 
@@ -67,7 +71,7 @@ def test_a_batch_is_validated_and_featurised_in_its_partition_and_joins_training
 
     instance = dg.DagsterInstance.ephemeral()
     instance.add_dynamic_partitions(TRAINING_BATCHES.name, ["batch-1.csv"])
-    batch_defs = build_batch_definitions(resources(tmp_path, files["train"], files["test"]))
+    batch_defs = build_batch_definitions(pipeline_resources(tmp_path, files["train"], files["test"]))
     job = batch_defs.resolve_job_def("ingest_training_batch")
     result = job.execute_in_process(partition_key="batch-1.csv", instance=instance)
     assert result.success
@@ -80,8 +84,8 @@ def test_a_batch_is_validated_and_featurised_in_its_partition_and_joins_training
     assert (tmp_path / "data" / "tables" / "batch_session_features" / "batch-1.csv.parquet").exists()
     assert instance.get_materialized_partitions(dg.AssetKey("batch_session_features")) == {"batch-1.csv"}
 
-    main = build_definitions(resources(tmp_path, files["train"], files["test"]))
-    trained_on = run(main, "key:raw_train_events or key:train_session_features", instance=instance)
+    main = build_definitions(pipeline_resources(tmp_path, files["train"], files["test"]))
+    trained_on = run_assets(main, "key:raw_train_events or key:train_session_features", instance=instance)
     assert trained_on.success
     table = trained_on.output_for_node("train_session_features")
     assert set(table[c.SESSION_ID]) == set(small_simulation.train[c.SESSION_ID])
@@ -92,12 +96,10 @@ def test_a_batch_is_validated_and_featurised_in_its_partition_and_joins_training
     assert meta["batches"].value == 1 and meta["batch_sessions"].value == batch[c.SESSION_ID].nunique()
 
     # Features made with other settings are not mixed in silently.
-    windows = build_definitions(resources(tmp_path, files["train"], files["test"], window_size=40))
-    stale = run(windows, "key:train_session_features", instance=instance)
+    windows = build_definitions(pipeline_resources(tmp_path, files["train"], files["test"], window_size=40))
+    stale = run_assets(windows, "key:train_session_features", instance=instance)
     assert not stale.success
-    failure = [e for e in stale.all_events if e.event_type_value == "STEP_FAILURE"][0]
-    assert "training batches ['batch-1.csv'] were featurised with other feature settings" in str(
-        failure.event_specific_data.error)
+    assert "training batches ['batch-1.csv'] were featurised with other feature settings" in step_failure(stale)
 
 
 def test_a_batch_failing_a_blocking_check_is_not_featurised_nor_trained_on(tmp_path, small_simulation):
@@ -108,15 +110,15 @@ def test_a_batch_failing_a_blocking_check_is_not_featurised_nor_trained_on(tmp_p
     batch.to_csv(landing / "mixed.csv", index=False)
     instance = dg.DagsterInstance.ephemeral()
     instance.add_dynamic_partitions(TRAINING_BATCHES.name, ["mixed.csv"])
-    job = build_batch_definitions(resources(tmp_path)).resolve_job_def("ingest_training_batch")
+    job = build_batch_definitions(pipeline_resources(tmp_path)).resolve_job_def("ingest_training_batch")
     result = job.execute_in_process(partition_key="mixed.csv", instance=instance, raise_on_error=False)
     assert not result.success
     checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
     assert checks["one_user_per_session"] is False
     assert "batch_session_features" not in materialized(result)
 
-    main = build_definitions(resources(tmp_path))
-    trained_on = run(main, "key:raw_train_events or key:train_session_features", instance=instance)
+    main = build_definitions(pipeline_resources(tmp_path))
+    trained_on = run_assets(main, "key:raw_train_events or key:train_session_features", instance=instance)
     assert trained_on.success
     assert trained_on.asset_materializations_for_node("train_session_features")[0].metadata["batches"].value == 0
 
@@ -130,11 +132,11 @@ def test_a_session_in_two_batches_blocks_training(tmp_path, small_simulation):
     session.iloc[len(session) // 2:].to_csv(landing / "part-2.csv", index=False)
     instance = dg.DagsterInstance.ephemeral()
     instance.add_dynamic_partitions(TRAINING_BATCHES.name, ["part-1.csv", "part-2.csv"])
-    job = build_batch_definitions(resources(tmp_path)).resolve_job_def("ingest_training_batch")
+    job = build_batch_definitions(pipeline_resources(tmp_path)).resolve_job_def("ingest_training_batch")
     for key in ("part-1.csv", "part-2.csv"):
         assert job.execute_in_process(partition_key=key, instance=instance).success
 
-    result = run(build_definitions(resources(tmp_path)), "key:raw_train_events or key:train_session_features "
+    result = run_assets(build_definitions(pipeline_resources(tmp_path)), "key:raw_train_events or key:train_session_features "
                  "or key:feature_matrix", instance=instance)
     checks = {e.check_name: e for e in result.get_asset_check_evaluations()}
     verdict = checks["train_features_one_row_per_window_all_finite"]

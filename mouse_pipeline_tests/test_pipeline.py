@@ -2,53 +2,29 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import dagster as dg
 import mlflow
 import numpy as np
 import pandas as pd
+import pytest
 from mlflow.tracking import MlflowClient
 
 from mouse_pipeline import contract as c
 from mouse_pipeline.definitions import build_definitions
-from mouse_pipeline.orchestration.resources import (
-    FeatureSettings, MlflowTracking, MouseDataResource, ValidationSettings, resources_from_env,
+from mouse_pipeline.defs.resources import build_resources
+from mouse_pipeline.settings import Settings, settings_table
+from mouse_pipeline_tests.conftest import (
+    ALL_ASSETS,
+    EXPLORATION_ASSETS,
+    FAST_CONFIG,
+    FAST_TRAINING,
+    materialized,
+    pipeline_resources,
+    run_assets,
+    step_failure,
 )
-
-ALL_ASSETS = {
-    "raw_train_events", "raw_test_events", "rejected_train_events", "rejected_test_events",
-    "rejected_events", "train_session_features", "test_session_features", "feature_matrix",
-    "user_identifier", "model_evaluation", "predictions", "verification_calibration", "verification",
-}  # what the retrain job materialises
-EXPLORATION_ASSETS = {"event_profile", "user_plots"}
-FAST_TRAINING = {"hidden_layer_sizes": [[24]], "alpha": [0.01], "max_iter": 400, "n_splits": 4,
-                 "compare_estimators": [], "n_jobs": 1}
-FAST_CONFIG = {"ops": {"user_identifier": {"config": FAST_TRAINING},
-                       "verification_calibration": {"config": {"n_jobs": 1}}}}
-
-
-def resources(tmp_path, train="", test="", claims="", **feature):
-    data_dir = str(tmp_path / "data")
-    return {
-        "mouse_data": MouseDataResource(data_dir=data_dir, train_csv=str(train), test_csv=str(test),
-                                        claims_csv=str(claims)),
-        "feature_settings": FeatureSettings(**feature),
-        "validation_settings": ValidationSettings(),
-        "mlflow_tracking": MlflowTracking(data_dir=data_dir, tracking_uri=f"sqlite:///{tmp_path}/mlflow.db"),
-    }
-
-
-def run(defs: dg.Definitions, selection: str, run_config: dict | None = None, instance=None):
-    job = defs.resolve_implicit_global_asset_job_def()
-    return job.execute_in_process(
-        instance=instance or dg.DagsterInstance.ephemeral(),
-        asset_selection=list(dg.AssetSelection.from_string(selection).resolve(defs.resolve_asset_graph())),
-        run_config=run_config or {},
-        raise_on_error=False,
-    )
-
-
-def materialized(result) -> set[str]:
-    return {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
 
 
 def test_definitions_hold_every_asset_check_and_resource(monkeypatch, tmp_path):
@@ -68,19 +44,20 @@ def test_definitions_hold_every_asset_check_and_resource(monkeypatch, tmp_path):
     checks = {k.name for k in graph.asset_check_keys}
     assert {"one_user_per_session", "no_nulls", "enough_sessions_per_user", "users_balanced",
             "event_grammar"} <= checks
-    assert resources_from_env()["feature_settings"].window_size == 25
-    assert resources_from_env()["mouse_data"].data_dir == str(tmp_path)
+    assert build_resources()["feature_engine"].window_size == 25
+    assert build_resources()["mouse_data"].data_dir == str(tmp_path)
 
 
-def test_package_exposes_defs():
+def test_package_exposes_its_definitions_to_dagster():
     import mouse_pipeline
 
-    assert isinstance(mouse_pipeline.defs, dg.Definitions)
+    assert isinstance(mouse_pipeline.pipeline_definitions, dg.Definitions)
+    assert "pipeline_definitions" in dir(mouse_pipeline)
 
 
 def test_ingestion_slice_on_simulated_default_data(tmp_path):
-    defs = build_definitions(resources(tmp_path))
-    result = run(defs, "group:ingestion")
+    defs = build_definitions(pipeline_resources(tmp_path))
+    result = run_assets(defs, "group:ingestion")
     assert result.success
     assert {"raw_train_events", "raw_test_events", "rejected_events"} <= materialized(result)
     assert (tmp_path / "data" / "simulated" / "train_events.csv").exists()
@@ -97,18 +74,17 @@ def test_bad_rows_reach_rejected_events_and_bad_files_fail_clearly(tmp_path, sma
     lines[5] = lines[5].rsplit(",", 1)[0] + ",oops"
     bad_train = tmp_path / "bad_train.csv"
     bad_train.write_text("\n".join(lines) + "\n")
-    defs = build_definitions(resources(tmp_path, bad_train, small_files["test"]))
-    result = run(defs, "+key:rejected_events")
+    defs = build_definitions(pipeline_resources(tmp_path, bad_train, small_files["test"]))
+    result = run_assets(defs, "+key:rejected_events")
     assert result.success
     rejected = pd.read_csv(tmp_path / "data" / "rejected_events.csv")
     assert rejected["line_number"].tolist() == [6]
     assert "screen_y 'oops'" in rejected["reason"][0]
 
-    missing = build_definitions(resources(tmp_path, tmp_path / "nope.csv", small_files["test"]))
-    failed = run(missing, "key:raw_train_events")
+    missing = build_definitions(pipeline_resources(tmp_path, tmp_path / "nope.csv", small_files["test"]))
+    failed = run_assets(missing, "key:raw_train_events")
     assert not failed.success
-    failure = [e for e in failed.all_events if e.event_type_value == "STEP_FAILURE"][0]
-    assert "nope.csv: file not found" in str(failure.event_specific_data.error)
+    assert "nope.csv: file not found" in step_failure(failed)
 
 
 def test_failing_blocking_check_stops_downstream_assets(tmp_path, small_simulation):
@@ -117,8 +93,8 @@ def test_failing_blocking_check_stops_downstream_assets(tmp_path, small_simulati
     train.loc[one_session & (np.arange(len(train)) % 2 == 0), c.USER_ID] = "-1"  # two users, one session
     paths = small_simulation.write(tmp_path / "sim")
     train.to_csv(paths["train"], index=False)
-    defs = build_definitions(resources(tmp_path, paths["train"], paths["test"]))
-    result = run(defs, "key:raw_train_events or key:train_session_features")
+    defs = build_definitions(pipeline_resources(tmp_path, paths["train"], paths["test"]))
+    result = run_assets(defs, "key:raw_train_events or key:train_session_features")
     assert not result.success
     checks = {e.check_name: e for e in result.get_asset_check_evaluations()}
     assert not checks["one_user_per_session"].passed
@@ -126,71 +102,117 @@ def test_failing_blocking_check_stops_downstream_assets(tmp_path, small_simulati
     assert "train_session_features" not in materialized(result)
 
 
-def test_whole_graph_end_to_end_with_a_temporary_mlflow_store(tmp_path, small_files, small_simulation):
+# The whole graph, run once on small simulated data with claims, then examined piece by piece. ----
+
+
+@pytest.fixture(scope="module")
+def whole_graph(tmp_path_factory, small_simulation):
+    tmp = tmp_path_factory.mktemp("whole_graph")
+    files = small_simulation.write(tmp / "sim")
     truth = small_simulation.truth
     claims = pd.concat([
         truth.rename(columns={c.USER_ID: "claimed_user_id"}),  # genuine claims
         pd.DataFrame({c.SESSION_ID: [truth[c.SESSION_ID][0], "no-such-session"],
                       "claimed_user_id": ["no-such-user", truth[c.USER_ID][0]]}),
     ])
-    claims.to_csv(tmp_path / "claims.csv", index=False)
-    res = resources(tmp_path, small_files["train"], small_files["test"], tmp_path / "claims.csv", window_size=40)
+    claims.to_csv(tmp / "claims.csv", index=False)
+    res = pipeline_resources(tmp, files["train"], files["test"], tmp / "claims.csv", window_size=40)
     defs = build_definitions(res)
     instance = dg.DagsterInstance.ephemeral()
-    config = FAST_CONFIG
-    result = run(defs, "* and not group:exploration", config, instance)
+    result = run_assets(defs, "* and not group:exploration", FAST_CONFIG, instance)
+    return {"tmp": tmp, "files": files, "claims": claims, "resources": res, "defs": defs, "instance": instance,
+            "result": result, "client": MlflowClient(res["mlflow_tracking"].uri()),
+            "out": tmp / "data" / "predictions"}
+
+
+def test_whole_graph_materialises_every_asset_and_passes_its_checks(whole_graph):
+    result = whole_graph["result"]
     assert result.success
     assert materialized(result) == ALL_ASSETS
     assert all(e.passed for e in result.get_asset_check_evaluations() if e.check_name != "users_balanced")
 
-    out = tmp_path / "data" / "predictions"
-    rows = pd.read_csv(out / "Predicted_mouse.csv", dtype={c.USER_ID: str})
-    sessions = pd.read_csv(out / "session_predictions.csv", dtype={c.USER_ID: str})
-    test = pd.read_csv(small_files["test"])
+
+def test_predictions_label_every_test_row_in_file_order(whole_graph, small_simulation):
+    rows = pd.read_csv(whole_graph["out"] / "Predicted_mouse.csv", dtype={c.USER_ID: str})
+    sessions = pd.read_csv(whole_graph["out"] / "session_predictions.csv", dtype={c.USER_ID: str})
+    test = pd.read_csv(whole_graph["files"]["test"])
     assert list(rows.columns) == list(c.TRAIN_COLUMNS)
     assert list(rows[c.UID]) == list(test[c.UID])  # every test row, original order
     assert len(sessions) == test[c.SESSION_ID].nunique() == sessions[c.SESSION_ID].nunique()
     assert set(rows[c.USER_ID]) <= set(small_simulation.train[c.USER_ID])
+    assert set(sessions["verdict"]) <= set(sessions[c.USER_ID]) | {"unknown"}
 
-    trained = result.output_for_node("user_identifier")
-    client = MlflowClient(res["mlflow_tracking"].uri())
+
+def test_training_run_records_scores_settings_data_and_artifacts(whole_graph):
+    trained = whole_graph["result"].output_for_node("user_identifier")
+    client = whole_graph["client"]
     champion = client.get_model_version_by_alias("mouse-user-identifier", "champion")
     assert str(champion.version) == trained.version == "1"
     run_data = client.get_run(trained.run_id).data
     for metric in ("cv_macro_f1", "cv_accuracy", "cv_top3_accuracy", "train_macro_f1"):
         assert metric in run_data.metrics
-    assert run_data.tags["dagster_run_id"] == result.run_id
+    assert run_data.tags["dagster_run_id"] == whole_graph["result"].run_id
     assert len(run_data.params["train_file_sha256"]) == 64
     assert run_data.params["settings.hidden_layer_sizes"] == "((24,),)"
     artifacts = {a.path for a in client.list_artifacts(trained.run_id, "evaluation")}
     assert {"evaluation/confusion_matrix.png", "evaluation/per_user_report.csv"} <= artifacts
+
+
+def test_calibration_logs_error_rates_and_thresholds_to_the_models_run(whole_graph):
+    trained = whole_graph["result"].output_for_node("user_identifier")
+    client = whole_graph["client"]
+    metrics = client.get_run(trained.run_id).data.metrics
     for metric in ("verification_eer", "verification_auc", "verification_far", "verification_frr",
                    "unknown_eer", "unknown_auc", "unknown_threshold"):
-        assert 0 <= run_data.metrics[metric] <= 1
-    assert "verification/verification_det.png" in {a.path for a in client.list_artifacts(trained.run_id, "verification")}
+        assert 0 <= metrics[metric] <= 1
+    assert "verification/verification_det.png" in {
+        a.path for a in client.list_artifacts(trained.run_id, "verification")}
 
-    decisions = pd.read_csv(out / "verification.csv", dtype={"claimed_user_id": str}, keep_default_na=False)
-    assert len(decisions) == len(claims)
+
+def test_claims_are_decided_and_bad_claims_kept_with_their_problem(whole_graph):
+    decisions = pd.read_csv(whole_graph["out"] / "verification.csv", dtype={"claimed_user_id": str},
+                            keep_default_na=False)
+    assert len(decisions) == len(whole_graph["claims"])
     assert list(decisions["problem"][-2:]) == ["unknown user", "unknown session"]
     assert not decisions["accepted"][-2:].any()
     assert decisions["accepted"][:-2].mean() >= 0.5  # genuine claims on separable simulated users
-    assert set(sessions["verdict"]) <= set(sessions[c.USER_ID]) | {"unknown"}
 
-    # The registered champion reloads and predicts exactly as the pipeline in memory.
-    mlflow.set_tracking_uri(res["mlflow_tracking"].uri())
-    loaded = mlflow.sklearn.load_model("models:/mouse-user-identifier@champion")
-    X = trained.pipeline.feature_names_in_
-    features = result.output_for_node("test_session_features")[list(X)]
+
+def test_registered_champion_reloads_and_predicts_like_the_model_in_memory(whole_graph):
+    trained = whole_graph["result"].output_for_node("user_identifier")
+    mlflow.set_tracking_uri(whole_graph["resources"]["mlflow_tracking"].uri())
+    try:
+        loaded = mlflow.sklearn.load_model("models:/mouse-user-identifier@champion")
+    finally:
+        mlflow.set_tracking_uri(None)
+    columns = list(trained.pipeline.feature_names_in_)
+    features = whole_graph["result"].output_for_node("test_session_features")[columns]
     np.testing.assert_allclose(loaded.predict_proba(features), trained.pipeline.predict_proba(features))
 
-    # A much worse model is registered but does not take the champion alias.
+
+def test_a_much_worse_model_is_registered_without_the_champion_alias(whole_graph):
     worse = {"ops": {"user_identifier": {"config": {**FAST_TRAINING, "hidden_layer_sizes": [[1]],
-                                                     "max_iter": 1, "alpha": [100.0]}}}}  # noqa: E501
-    again = run(defs, "key:user_identifier", worse, instance)
+                                                     "max_iter": 1, "alpha": [100.0]}}}}
+    again = run_assets(whole_graph["defs"], "key:user_identifier", worse, whole_graph["instance"])
     assert again.success
     demoted = again.output_for_node("user_identifier")
     assert demoted.version == "2" and not demoted.gate.promoted
+    client = whole_graph["client"]
     assert str(client.get_model_version_by_alias("mouse-user-identifier", "champion").version) == "1"
-    meta = [e for e in again.get_asset_materialization_events()][0].materialization.metadata
+    meta = list(again.get_asset_materialization_events())[0].materialization.metadata
     assert meta["champion"].value is False
-    mlflow.set_tracking_uri(None)
+
+
+def test_readme_settings_table_is_the_settings_module_table():
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    assert settings_table() in readme, "README's settings table differs: paste `python -m mouse_pipeline.settings`"
+
+
+def test_settings_are_read_from_the_environment_once(monkeypatch):
+    monkeypatch.setenv("MOUSE_WINDOW_SIZE", "12")
+    monkeypatch.setenv("MOUSE_RETRAIN_SCHEDULE", "on")
+    settings = Settings.from_env()
+    assert settings.window_size == 12 and settings.schedule_on
+    monkeypatch.setenv("MOUSE_WINDOW_SIZE", "ten")
+    with pytest.raises(ValueError, match="MOUSE_WINDOW_SIZE='ten'"):
+        Settings.from_env()

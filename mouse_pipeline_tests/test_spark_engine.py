@@ -12,8 +12,8 @@ from mouse_pipeline import spark_engine
 from mouse_pipeline.definitions import build_definitions
 from mouse_pipeline.features import FeatureConfig, extract_features
 from mouse_pipeline.ingest import read_events
-from mouse_pipeline.orchestration.resources import FeatureSettings, SparkResource
-from mouse_pipeline_tests.test_pipeline import materialized, resources, run
+from mouse_pipeline.defs.resources import FeatureEngineResource, SparkResource
+from mouse_pipeline_tests.conftest import materialized, pipeline_resources, run_assets
 
 CONFIGS = [FeatureConfig(), FeatureConfig(window_size=50), FeatureConfig(window_size=5, window_unit="actions",
                                                                            pause_ms=500)]
@@ -34,7 +34,7 @@ def test_engine_and_format_names_are_checked():
     with pytest.raises(ValueError, match="events.json: cannot tell the format"):
         spark_engine.file_format("events.json")
     with pytest.raises(ValueError, match="MOUSE_ENGINE"):
-        assert FeatureSettings(engine="dask").uses_spark
+        assert FeatureEngineResource(engine="dask").uses_spark
 
 
 def test_feature_names_are_those_of_the_pandas_engine(small_simulation):
@@ -113,9 +113,9 @@ def test_spark_engine_in_dagster_gives_the_pandas_engine_features(spark_session,
     selection = "group:ingestion or group:features"
     outputs = {}
     for engine in ("pandas", "spark"):
-        res = resources(tmp_path / engine, small_files["train"], small_files["test"], engine=engine)
+        res = pipeline_resources(tmp_path / engine, small_files["train"], small_files["test"], engine=engine)
         res["spark"] = SparkResource(master="local[2]")
-        result = run(build_definitions(res), selection)
+        result = run_assets(build_definitions(res), selection)
         assert result.success
         assert {"train_session_features", "test_session_features"} <= materialized(result)
         outputs[engine] = [result.output_for_node(name) for name in ("train_session_features",
@@ -133,9 +133,9 @@ def test_pandas_engine_never_starts_spark(monkeypatch, tmp_path, small_files):
         raise AssertionError("the pandas engine started Spark")
 
     monkeypatch.setattr(spark_engine, "start_session", refuse)
-    res = resources(tmp_path, small_files["train"], small_files["test"])
+    res = pipeline_resources(tmp_path, small_files["train"], small_files["test"])
     res["spark"] = SparkResource(master="spark://nowhere:7077")
-    result = run(build_definitions(res), "group:ingestion or group:features")
+    result = run_assets(build_definitions(res), "group:ingestion or group:features")
     assert result.success
     table = result.output_for_node("train_session_features")
     assert np.isfinite(table.select_dtypes("number").to_numpy()).all()

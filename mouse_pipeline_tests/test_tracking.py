@@ -10,6 +10,7 @@ from mlflow.tracking import MlflowClient
 from sklearn.dummy import DummyClassifier
 
 from mouse_pipeline import tracking
+from mouse_pipeline.features import FeatureConfig
 
 NAME = "gate-test-model"
 
@@ -55,9 +56,10 @@ def test_registered_model_reloads_and_predicts_the_same(store, tmp_path):
         mlflow.log_metric("cv_macro_f1", 0.5)
         _, version = tracking.log_sklearn_model(model, X.head(3), NAME)
     tracking.gate_champion(MlflowClient(store), NAME, version, 0.5, 0.0)
-    loaded, champion = tracking.load_champion(store, NAME)
-    assert str(champion.version) == version
-    np.testing.assert_allclose(loaded.predict_proba(X), model.predict_proba(X))
+    champion = tracking.load_champion(store, NAME)
+    assert champion.version == version and champion.metrics["cv_macro_f1"] == 0.5
+    assert champion.feature_config == FeatureConfig()  # no features.* params: the defaults
+    np.testing.assert_allclose(champion.pipeline.predict_proba(X), model.predict_proba(X))
 
 
 def test_missing_champion_is_a_clear_error(store):

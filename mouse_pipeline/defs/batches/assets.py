@@ -4,33 +4,26 @@ A batch goes through the same ingestion, checks and feature code as the
 training file: ``batch_events`` (Parquet) and ``rejected_batch_events``, the
 blocking event checks, then ``batch_session_features`` on the configured
 engine. Training reads every materialised partition (see
-:mod:`mouse_pipeline.orchestration.batches`).
+:mod:`mouse_pipeline.defs.batches.partitions`).
 """
-
 
 from pathlib import Path
 
 import dagster as dg
 
-from mouse_pipeline.orchestration.assets.features import featurise, well_formed_check
-from mouse_pipeline.orchestration.assets.ingestion import (
-    ingestion_outputs,
-    read_or_fail,
-)
-from mouse_pipeline.orchestration.batches import (
+from mouse_pipeline.defs.batches.partitions import (
     BATCH_EVENTS,
     BATCH_FEATURES,
     GROUP,
     REJECTED_BATCH_EVENTS,
     TRAINING_BATCHES,
 )
-from mouse_pipeline.orchestration.checks import labelled_event_checks
-from mouse_pipeline.orchestration.resources import (
-    FeatureSettings,
-    MouseDataResource,
-    SparkResource,
-)
-from mouse_pipeline.orchestration.storage import EventTable
+from mouse_pipeline.defs.features.assets import featurise
+from mouse_pipeline.defs.features.checks import well_formed_check
+from mouse_pipeline.defs.ingestion.assets import ingestion_outputs, read_or_fail
+from mouse_pipeline.defs.ingestion.checks import labelled_event_checks
+from mouse_pipeline.defs.resources import FeatureEngineResource, MouseDataResource, SparkResource
+from mouse_pipeline.defs.storage import EventTable
 
 
 @dg.multi_asset(
@@ -65,12 +58,12 @@ def training_batch(context: dg.AssetExecutionContext, mouse_data: MouseDataResou
     ins={"events": dg.AssetIn(BATCH_EVENTS, input_manager_key="event_table_loader")},
 )
 def batch_session_features(
-    context: dg.AssetExecutionContext, events: EventTable, feature_settings: FeatureSettings,
+    context: dg.AssetExecutionContext, events: EventTable, feature_engine: FeatureEngineResource,
     spark: SparkResource, mouse_data: MouseDataResource,
 ) -> dg.Output:
     """Features of one training batch, on the configured engine; stored as Parquet with the feature
     settings they were made with, for training to read."""
-    table, info = featurise(context, events, feature_settings, spark, mouse_data)
+    table, info = featurise(context, events, feature_engine, spark, mouse_data)
     return dg.Output(table, metadata={"sessions": int(table["session_id"].nunique()), **info,
                                       "dagster/row_count": len(table)})
 

@@ -6,19 +6,14 @@ from pathlib import Path
 import dagster as dg
 import mlflow
 import pandas as pd
-from mlflow.tracking import MlflowClient
 
 from mouse_pipeline import tracking
+from mouse_pipeline.defs.metadata import png_markdown, table_preview
+from mouse_pipeline.defs.model.assets import TrainedModel
+from mouse_pipeline.defs.resources import FeatureEngineResource, MlflowResource, MouseDataResource
 from mouse_pipeline.modelling import FeatureMatrix
-from mouse_pipeline.orchestration.assets.model import TrainedModel
-from mouse_pipeline.orchestration.metadata import png_markdown, table_preview
-from mouse_pipeline.orchestration.resources import (
-    FeatureSettings,
-    MlflowTracking,
-    MouseDataResource,
-)
 from mouse_pipeline.prediction import session_probabilities_of
-from mouse_pipeline.scoring import features_for_model
+from mouse_pipeline.scoring import features_for
 from mouse_pipeline.verification import (
     ErrorRates,
     det_curve_png,
@@ -31,7 +26,7 @@ from mouse_pipeline.verification import (
 GROUP = "verification"
 
 
-class CalibrationConfig(dg.Config):
+class CalibrationRunConfig(dg.Config):
     """Target false-accept rates and the cost of the leave-one-user-out evaluation."""
 
     target_far: float = 0.01
@@ -58,8 +53,8 @@ def _rates_metadata(prefix: str, rates: ErrorRates) -> dict:
 
 @dg.asset(group_name=GROUP)
 def verification_calibration(
-    context: dg.AssetExecutionContext, config: CalibrationConfig, user_identifier: TrainedModel,
-    feature_matrix: FeatureMatrix, mlflow_tracking: MlflowTracking, mouse_data: MouseDataResource,
+    context: dg.AssetExecutionContext, config: CalibrationRunConfig, user_identifier: TrainedModel,
+    feature_matrix: FeatureMatrix, mlflow_tracking: MlflowResource, mouse_data: MouseDataResource,
 ) -> dg.Output:
     """Thresholds for verification (every out-of-fold session against its true user and every
     other user) and for unknown users (leave-one-user-out), with EER, ROC AUC and the
@@ -78,7 +73,7 @@ def verification_calibration(
     (reports / "verification_det.png").write_bytes(png)
 
     metrics = {**_rates_metadata("verification", verification), **_rates_metadata("unknown", open_set)}
-    tracking.use_experiment(mlflow_tracking.uri(), mlflow_tracking.experiment_name, mlflow_tracking.artifact_root())
+    mlflow_tracking.use_experiment()
     with mlflow.start_run(run_id=user_identifier.run_id):
         mlflow.log_metrics(metrics)
         mlflow.log_artifact(str(reports / "verification_det.png"), "verification")
@@ -93,19 +88,10 @@ def verification_calibration(
     )
 
 
-def _champion_thresholds(mlflow_tracking: MlflowTracking):
-    try:
-        model, version = tracking.load_champion(mlflow_tracking.uri(), mlflow_tracking.registered_model_name)
-    except LookupError as exc:
-        raise dg.Failure(str(exc)) from exc
-    metrics = MlflowClient(mlflow_tracking.uri()).get_run(version.run_id).data.metrics
-    return model, version, metrics
-
-
 @dg.asset(group_name=GROUP, deps=[verification_calibration])
 def verification(
     test_session_features: pd.DataFrame, raw_test_events: pd.DataFrame, mouse_data: MouseDataResource,
-    mlflow_tracking: MlflowTracking, feature_settings: FeatureSettings,
+    mlflow_tracking: MlflowResource, feature_engine: FeatureEngineResource,
 ) -> dg.MaterializeResult:
     """Decisions on the claims in MOUSE_CLAIMS_CSV (session_id, claimed_user_id) by the champion
     at its calibrated threshold, written to ``predictions/verification.csv``; claims naming an
@@ -117,13 +103,13 @@ def verification(
         return dg.MaterializeResult(metadata={"claims": 0, "note": "no MOUSE_CLAIMS_CSV configured",
                                               "path": dg.MetadataValue.path(str(out))})
     claims = read_claims(Path(mouse_data.claims_csv))
-    model, version, metrics = _champion_thresholds(mlflow_tracking)
-    if "verification_threshold" not in metrics:
-        raise dg.Failure(f"champion version {version.version} has no calibrated verification threshold: "
+    champion = mlflow_tracking.champion()
+    threshold = champion.metrics.get("verification_threshold")
+    if threshold is None:
+        raise dg.Failure(f"champion version {champion.version} has no calibrated verification threshold: "
                          "materialise verification_calibration for it")
-    features = features_for_model(raw_test_events, test_session_features, feature_settings.config(),
-                                  MlflowClient(mlflow_tracking.uri()), version.run_id)
-    decisions = verify_claims(session_probabilities_of(model, features), claims, metrics["verification_threshold"])
+    features = features_for(champion, raw_test_events, test_session_features, feature_engine.config())
+    decisions = verify_claims(session_probabilities_of(champion.pipeline, features), claims, threshold)
     decisions.to_csv(out, index=False)
     problems = decisions[decisions["problem"] != ""]
     return dg.MaterializeResult(
@@ -133,8 +119,9 @@ def verification(
             "rejected": int((~decisions["accepted"]).sum()),
             "claims_with_problems": len(problems),
             "problems": table_preview(problems, rows=50, columns=None) if len(problems) else "none",
-            "threshold": float(metrics["verification_threshold"]),
-            "model_version": str(version.version),
+            "threshold": float(threshold),
+            "model_version": champion.version,
+            "model": champion.describe(),
             "path": dg.MetadataValue.path(str(out)),
             "preview": table_preview(decisions),
         }

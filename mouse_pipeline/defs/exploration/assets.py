@@ -4,8 +4,8 @@ import dagster as dg
 import pandas as pd
 
 from mouse_pipeline.exploration import data_profile, write_user_plots
-from mouse_pipeline.orchestration.metadata import png_markdown, table_preview
-from mouse_pipeline.orchestration.resources import MouseDataResource
+from mouse_pipeline.defs.metadata import png_markdown, table_preview
+from mouse_pipeline.defs.resources import MouseDataResource
 
 GROUP = "exploration"
 PLOTS_SHOWN = 2

@@ -8,7 +8,6 @@ with the path, so that a Spark step reads the file itself and the events
 never pass through the driver's memory.
 """
 
-
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,3 +63,14 @@ class ParquetFrameIOManager(dg.ConfigurableIOManager):
             raise dg.Failure(f"{context.asset_key.to_user_string()} has no stored table at {path}: "
                              "materialise it first")
         return EventTable(path) if self.lazy else pd.read_parquet(path)
+
+
+def storage_resources(data_dir: str | Path, tables_dir: str | Path) -> dict[str, dg.ConfigurableIOManager]:
+    """The IO managers: asset values pickled under ``<data_dir>/storage`` (so later runs can reuse them),
+    event and batch tables as Parquet under ``tables_dir``, which ``event_table_loader`` hands to the
+    feature engines as :class:`EventTable` paths."""
+    return {
+        "io_manager": dg.FilesystemIOManager(base_dir=str(Path(data_dir) / "storage")),
+        "events_io_manager": ParquetFrameIOManager(base_dir=str(tables_dir)),
+        "event_table_loader": ParquetFrameIOManager(base_dir=str(tables_dir), lazy=True),
+    }

@@ -1,7 +1,6 @@
 """Model assets: the scaled feature matrix, the trained user identifier (tracked in MLflow)
 and its out-of-fold evaluation."""
 
-
 import json
 from dataclasses import asdict, dataclass
 
@@ -9,10 +8,12 @@ import dagster as dg
 import mlflow
 import numpy as np
 import pandas as pd
-from mlflow.tracking import MlflowClient
+from pydantic import Field
 from sklearn.pipeline import Pipeline
 
 from mouse_pipeline import tracking
+from mouse_pipeline.defs.metadata import png_markdown, table_preview
+from mouse_pipeline.defs.resources import FeatureEngineResource, MlflowResource, MouseDataResource
 from mouse_pipeline.evaluation import (
     confusion_heatmap_png,
     evaluation_report,
@@ -27,27 +28,23 @@ from mouse_pipeline.modelling import (
     fit_final,
     select_model,
 )
-from mouse_pipeline.orchestration.metadata import png_markdown, table_preview
-from mouse_pipeline.orchestration.resources import (
-    FeatureSettings,
-    MlflowTracking,
-    MouseDataResource,
-)
 
 GROUP = "model"
+_TRAINING = TrainingSettings()
 
 
-class TrainingConfig(dg.Config):
-    """Hyperparameters of the MLP grid searched in session-grouped cross-validation."""
+class TrainingRunConfig(dg.Config):
+    """Hyperparameters of the MLP grid searched in session-grouped cross-validation (defaults:
+    :class:`~mouse_pipeline.modelling.TrainingSettings`)."""
 
-    hidden_layer_sizes: list[list[int]] = [[50], [40, 30], [128]]
-    alpha: list[float] = [0.01, 1.0]
-    learning_rate_init: float = 1e-3
-    max_iter: int = 2000
-    early_stopping: bool = False
-    random_state: int = 0
-    n_splits: int = 6
-    compare_estimators: list[str] = ["extra_trees"]
+    hidden_layer_sizes: list[list[int]] = Field(default_factory=lambda: [list(h) for h in _TRAINING.hidden_layer_sizes])
+    alpha: list[float] = Field(default_factory=lambda: list(_TRAINING.alpha))
+    learning_rate_init: float = _TRAINING.learning_rate_init
+    max_iter: int = _TRAINING.max_iter
+    early_stopping: bool = _TRAINING.early_stopping
+    random_state: int = _TRAINING.random_state
+    n_splits: int = _TRAINING.n_splits
+    compare_estimators: list[str] = Field(default_factory=lambda: list(_TRAINING.compare))
     n_jobs: int = 2
 
     def settings(self) -> TrainingSettings:
@@ -68,12 +65,10 @@ class TrainedModel:
     """The champion candidate of one training run, fitted on all rows, and its records."""
 
     pipeline: Pipeline
-    candidate_name: str
     cross_validation: CrossValidation
     candidates: pd.DataFrame
     train_scores: dict[str, float]
     run_id: str
-    model_uri: str
     version: str | None
     gate: tracking.GateDecision | None
 
@@ -107,11 +102,11 @@ def _latest_metadata(context: dg.AssetExecutionContext, key: str) -> dict:
 @dg.asset(group_name=GROUP, deps=["raw_train_events"])
 def user_identifier(
     context: dg.AssetExecutionContext,
-    config: TrainingConfig,
+    config: TrainingRunConfig,
     feature_matrix: FeatureMatrix,
-    mlflow_tracking: MlflowTracking,
+    mlflow_tracking: MlflowResource,
     mouse_data: MouseDataResource,
-    feature_settings: FeatureSettings,
+    feature_engine: FeatureEngineResource,
 ) -> dg.Output:
     """The user-identification model: scaler + MLP pipeline (or a compared estimator when it
     cross-validates better), chosen by session-level macro-F1, logged and registered in MLflow;
@@ -131,11 +126,13 @@ def user_identifier(
 
     files = mouse_data.event_files()
     ingest = _latest_metadata(context, "raw_train_events")
-    tracking.use_experiment(mlflow_tracking.uri(), mlflow_tracking.experiment_name, mlflow_tracking.artifact_root())
-    with mlflow.start_run(run_name=f"train-{context.run_id[:8]}", tags={"dagster_run_id": context.run_id}) as run:
-        mlflow.log_params({f"settings.{k}": v for k, v in asdict(settings).items()})
-        mlflow.log_params({f"features.{k}": v for k, v in asdict(feature_settings.config()).items()})
-        mlflow.log_params({
+    mlflow_tracking.use_experiment()
+    logged = tracking.log_training_run(
+        run_name=f"train-{context.run_id[:8]}",
+        tags={"dagster_run_id": context.run_id},
+        params={
+            **{f"settings.{k}": v for k, v in asdict(settings).items()},
+            **{f"features.{k}": v for k, v in asdict(feature_engine.config()).items()},
             "champion_candidate": best.candidate.name,
             "champion_family": best.candidate.family,
             **{f"model.{k}": v for k, v in best.candidate.params.items()},
@@ -148,27 +145,27 @@ def user_identifier(
             "train_users": len(pipeline.classes_),
             **{f"ingest.{k}": ingest[k] for k in ("rows_read", "rows_accepted", "rows_rejected",
                                                   "exact_duplicates") if k in ingest},
-        })
-        mlflow.log_metrics({f"cv_{k}": v for k, v in best.scores.items()})
-        mlflow.log_metrics({f"train_{k}": v for k, v in train_scores.items()})
-        mlflow.log_metric("overfit_gap_macro_f1", train_scores["macro_f1"] - best.scores["macro_f1"])
-        for r in results:
-            mlflow.log_metric(f"cv_macro_f1.{r.candidate.name}", r.scores["macro_f1"])
-        mlflow.log_text(json.dumps(m.columns, indent=1), "features.json")
-        tracking.log_frame(candidates, "candidates.csv")
-        model_uri, version = tracking.log_sklearn_model(
-            pipeline, m.train.head(5), mlflow_tracking.registered_model_name
-        )
-        gate = None
-        if version is not None:
-            gate = tracking.gate_champion(
-                MlflowClient(mlflow_tracking.uri()), mlflow_tracking.registered_model_name, version,
-                best.scores["macro_f1"], mlflow_tracking.champion_tolerance,
-            )
-            mlflow.set_tag("champion_gate", gate.message)
+        },
+        metrics={
+            **{f"cv_{k}": v for k, v in best.scores.items()},
+            **{f"train_{k}": v for k, v in train_scores.items()},
+            "overfit_gap_macro_f1": train_scores["macro_f1"] - best.scores["macro_f1"],
+            **{f"cv_macro_f1.{r.candidate.name}": r.scores["macro_f1"] for r in results},
+        },
+        tables={"candidates.csv": candidates},
+        texts={"features.json": json.dumps(m.columns, indent=1)},
+        pipeline=pipeline,
+        example=m.train.head(5),
+        registered_name=mlflow_tracking.registered_model_name,
+    )
+    gate = None
+    if logged.version is not None:
+        client = mlflow_tracking.client()
+        gate = tracking.gate_champion(client, mlflow_tracking.registered_model_name, logged.version,
+                                      best.scores["macro_f1"], mlflow_tracking.champion_tolerance)
+        client.set_tag(logged.run_id, "champion_gate", gate.message)
     context.log.info(gate.message if gate else "model logged without registration")
-    trained = TrainedModel(pipeline, best.candidate.name, best, candidates, train_scores, run.info.run_id,
-                           model_uri, version, gate)
+    trained = TrainedModel(pipeline, best, candidates, train_scores, logged.run_id, logged.version, gate)
     return dg.Output(
         trained,
         metadata={
@@ -178,9 +175,9 @@ def user_identifier(
             "train_macro_f1": train_scores["macro_f1"],
             "candidate": best.candidate.name,
             "candidates": table_preview(candidates.round(4), rows=50, columns=None),
-            "mlflow_run_id": run.info.run_id,
+            "mlflow_run_id": logged.run_id,
             "mlflow_tracking_uri": mlflow_tracking.uri(),
-            "model_version": version or "",
+            "model_version": logged.version or "",
             "champion": bool(gate and gate.promoted),
             "champion_gate": gate.message if gate else "not registered",
         },
@@ -189,7 +186,7 @@ def user_identifier(
 
 @dg.asset(group_name=GROUP)
 def model_evaluation(
-    user_identifier: TrainedModel, mlflow_tracking: MlflowTracking, mouse_data: MouseDataResource
+    user_identifier: TrainedModel, mlflow_tracking: MlflowResource, mouse_data: MouseDataResource
 ) -> dg.Output:
     """Out-of-fold, session-level evaluation of the trained model: macro-F1, accuracy, top-3,
     F1 per user, confusion matrix, and the train-versus-CV over-fitting gap."""
@@ -202,7 +199,7 @@ def model_evaluation(
     report.confusion.to_csv(reports / "confusion_matrix.csv")
     gap = user_identifier.train_scores["macro_f1"] - report.scores["macro_f1"]
 
-    tracking.use_experiment(mlflow_tracking.uri(), mlflow_tracking.experiment_name, mlflow_tracking.artifact_root())
+    mlflow_tracking.use_experiment()
     with mlflow.start_run(run_id=user_identifier.run_id):
         mlflow.log_artifact(str(reports / "confusion_matrix.png"), "evaluation")
         tracking.log_frame(report.per_user, "evaluation/per_user_report.csv")
@@ -222,4 +219,3 @@ def model_evaluation(
             "report_dir": dg.MetadataValue.path(str(reports)),
         },
     )
-

@@ -1,10 +1,10 @@
 """Feature assets: one row per session (or window) for training and test events.
 
-The events arrive as :class:`~mouse_pipeline.orchestration.storage.EventTable` handles
+The events arrive as :class:`~mouse_pipeline.defs.storage.EventTable` handles
 on their Parquet files: the pandas engine reads them here, the Spark engine
 has its executors read them (see :mod:`mouse_pipeline.spark_engine`). Training
 features also take in every materialised training batch (see
-:mod:`mouse_pipeline.orchestration.batches`).
+:mod:`mouse_pipeline.defs.batches`).
 """
 
 
@@ -13,23 +13,14 @@ import time
 from dataclasses import asdict
 
 import dagster as dg
-import numpy as np
 import pandas as pd
 
 from mouse_pipeline import contract as c
-from mouse_pipeline.features import WINDOW, extract_features, feature_columns
-from mouse_pipeline.orchestration.batches import (
-    BATCH_FEATURES,
-    batch_features_spec,
-    stored_batch_features,
-)
-from mouse_pipeline.orchestration.metadata import table_preview
-from mouse_pipeline.orchestration.resources import (
-    FeatureSettings,
-    MouseDataResource,
-    SparkResource,
-)
-from mouse_pipeline.orchestration.storage import EventTable, table_path
+from mouse_pipeline.features import extract_features, feature_columns
+from mouse_pipeline.defs.batches.partitions import BATCH_FEATURES, batch_features_spec, stored_batch_features
+from mouse_pipeline.defs.metadata import table_preview
+from mouse_pipeline.defs.resources import FeatureEngineResource, MouseDataResource, SparkResource
+from mouse_pipeline.defs.storage import EventTable, table_path
 
 GROUP = "features"
 #: Key of a feature table's ``attrs`` (kept in its Parquet file) holding the settings it was made with.
@@ -37,7 +28,7 @@ CONFIG_ATTR = "feature_config"
 
 
 def featurise(
-    context: dg.AssetExecutionContext, events: EventTable, settings: FeatureSettings, spark: SparkResource,
+    context: dg.AssetExecutionContext, events: EventTable, settings: FeatureEngineResource, spark: SparkResource,
     mouse_data: MouseDataResource,
 ) -> tuple[pd.DataFrame, dict]:
     """Features of a stored event table on the configured engine, and metadata about the work."""
@@ -107,62 +98,20 @@ def _with_batches(context: dg.AssetExecutionContext, table: pd.DataFrame, mouse_
     ins={"raw_train_events": dg.AssetIn(input_manager_key="event_table_loader")},
 )
 def train_session_features(
-    context: dg.AssetExecutionContext, raw_train_events: EventTable, feature_settings: FeatureSettings,
+    context: dg.AssetExecutionContext, raw_train_events: EventTable, feature_engine: FeatureEngineResource,
     spark: SparkResource, mouse_data: MouseDataResource,
 ) -> dg.Output:
     """Behavioural features of each training session or window (labelled with user_id): those of the
     training file, plus those of every materialised training batch."""
-    table, info = featurise(context, raw_train_events, feature_settings, spark, mouse_data)
+    table, info = featurise(context, raw_train_events, feature_engine, spark, mouse_data)
     table, batch_info = _with_batches(context, table, mouse_data)
     return _output(table, {**info, **batch_info})
 
 
 @dg.asset(group_name=GROUP, ins={"raw_test_events": dg.AssetIn(input_manager_key="event_table_loader")})
 def test_session_features(
-    context: dg.AssetExecutionContext, raw_test_events: EventTable, feature_settings: FeatureSettings,
+    context: dg.AssetExecutionContext, raw_test_events: EventTable, feature_engine: FeatureEngineResource,
     spark: SparkResource, mouse_data: MouseDataResource,
 ) -> dg.Output:
     """Behavioural features of each test session or window, by the same code as training."""
-    return _output(*featurise(context, raw_test_events, feature_settings, spark, mouse_data))
-
-
-def well_formed(table: pd.DataFrame, session_ids: pd.Series) -> dg.AssetCheckResult:
-    """One row per (session, window), a row for every session of ``session_ids``, all values finite."""
-    values = table[feature_columns(table)].to_numpy(dtype=np.float64)
-    bad_cells = ~np.isfinite(values)
-    bad_columns = [col for col, bad in zip(feature_columns(table), bad_cells.any(axis=0)) if bad]
-    duplicated = int(table.duplicated([c.SESSION_ID, WINDOW]).sum())
-    missing_sessions = sorted(set(session_ids) - set(table[c.SESSION_ID]))
-    passed = not bad_cells.any() and duplicated == 0 and not missing_sessions
-    return dg.AssetCheckResult(
-        passed=passed,
-        metadata={
-            "non_finite_cells": int(bad_cells.sum()),
-            "non_finite_columns": ", ".join(bad_columns[:20]),
-            "duplicate_windows": duplicated,
-            "sessions_without_features": len(missing_sessions),
-            "missing_sessions": ", ".join(missing_sessions[:20]),
-        },
-    )
-
-
-def well_formed_check(asset: str, events_asset: str, name: str,
-                      partitions_def: dg.PartitionsDefinition | None = None) -> dg.AssetChecksDefinition:
-    """Blocking check that the feature table ``asset`` is :func:`well_formed` against the sessions of
-    ``events_asset`` (read as a path handle: only its ``session_id`` column is loaded)."""
-
-    @dg.asset_check(
-        asset=asset, name=name, blocking=True, partitions_def=partitions_def,
-        description="One row per session window, every session present, no NaN and no infinity.",
-        additional_ins={"events": dg.AssetIn(events_asset, input_manager_key="event_table_loader")},
-    )
-    def _check(features: pd.DataFrame, events: EventTable) -> dg.AssetCheckResult:
-        return well_formed(features, events.read(columns=[c.SESSION_ID])[c.SESSION_ID])
-
-    return _check
-
-
-train_features_one_row_per_window_all_finite = well_formed_check(
-    "train_session_features", "raw_train_events", "train_features_one_row_per_window_all_finite")
-test_features_one_row_per_window_all_finite = well_formed_check(
-    "test_session_features", "raw_test_events", "test_features_one_row_per_window_all_finite")
+    return _output(*featurise(context, raw_test_events, feature_engine, spark, mouse_data))

@@ -4,13 +4,12 @@
 events and for each training batch's events.
 """
 
-
 import dagster as dg
 import pandas as pd
 
 from mouse_pipeline import validation
-from mouse_pipeline.orchestration.metadata import table_preview
-from mouse_pipeline.orchestration.resources import ValidationSettings
+from mouse_pipeline.defs.metadata import table_preview
+from mouse_pipeline.defs.resources import ValidationLimitsResource
 
 
 def _result(rule: validation.RuleResult, severity: dg.AssetCheckSeverity) -> dg.AssetCheckResult:
@@ -42,14 +41,14 @@ def labelled_event_checks(asset: str, whole_training_set: bool = True,
 
     @dg.asset_check(asset=asset, partitions_def=partitions_def, name="enough_sessions_per_user", blocking=True,
                     description="Every user has enough sessions to be cross-validated (at least 2).")
-    def enough_sessions_per_user(events: pd.DataFrame, validation_settings: ValidationSettings) -> dg.AssetCheckResult:
-        rule = validation.enough_sessions_per_user(events, validation_settings.min_sessions_per_user)
+    def enough_sessions_per_user(events: pd.DataFrame, validation_limits: ValidationLimitsResource) -> dg.AssetCheckResult:
+        rule = validation.enough_sessions_per_user(events, validation_limits.min_sessions_per_user)
         return _result(rule, dg.AssetCheckSeverity.ERROR)
 
     @dg.asset_check(asset=asset, partitions_def=partitions_def, name="users_balanced",
                     description="Sessions and events per user are balanced (smallest/largest >= min ratio); warns.")
-    def users_balanced(events: pd.DataFrame, validation_settings: ValidationSettings) -> dg.AssetCheckResult:
-        rule = validation.users_balanced(events, validation_settings.min_balance_ratio)
+    def users_balanced(events: pd.DataFrame, validation_limits: ValidationLimitsResource) -> dg.AssetCheckResult:
+        rule = validation.users_balanced(events, validation_limits.min_balance_ratio)
         return _result(rule, dg.AssetCheckSeverity.WARN)
 
     @dg.asset_check(asset=asset, partitions_def=partitions_def, name="event_grammar",

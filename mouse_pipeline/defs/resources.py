@@ -1,28 +1,30 @@
-"""Dagster resources: where the data is, how features are cut, validation limits, MLflow.
+"""Dagster resources: where the data is, how features are computed, validation limits, MLflow, Spark.
 
-Each resource is built from environment variables by :func:`resources_from_env`
-with working defaults, so that with nothing set the pipeline runs on its
-simulator's data under ``./data``. Tests build them directly with temporary
-paths.
+:func:`build_resources` makes every resource from one
+:class:`~mouse_pipeline.settings.Settings` (read from the environment by
+default), plus the IO managers that store asset values under the data
+folder. Tests build resources directly with temporary paths.
+
+Naming in this package: Dagster resources end in ``Resource``, run
+configuration classes (``dg.Config``) end in ``RunConfig``; the core's plain
+dataclasses (``FeatureConfig``, ``TrainingSettings``...) know nothing of Dagster.
 """
-
 
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import dagster as dg
+from mlflow.tracking import MlflowClient
 from pydantic import PrivateAttr
 
 from mouse_pipeline.features import FeatureConfig
+from mouse_pipeline.settings import DEFAULT_MODEL_NAME, Settings
 from mouse_pipeline.simulate import TEST_FILE, TRAIN_FILE, simulate
-from mouse_pipeline.spark_engine import (
-    DEFAULT_MASTER,
-    EVENTS_PER_GROUP,
-    check_engine,
-    spark_master,
-)
-from mouse_pipeline.tracking import default_tracking_uri
+from mouse_pipeline.spark_engine import DEFAULT_MASTER, EVENTS_PER_GROUP, check_engine
+from mouse_pipeline.tracking import Champion, default_tracking_uri, load_champion, use_experiment
+
+_DEFAULTS = Settings()
 
 
 @dataclass(frozen=True)
@@ -40,12 +42,14 @@ class MouseDataResource(dg.ConfigurableResource):
     An empty ``train_csv`` / ``test_csv`` means "use the simulator": 20 users
     with 6 training sessions each and 40 test sessions, written (once,
     deterministically) into ``<data_dir>/simulated/`` where a person can open them.
+    ``inbox_dir`` and ``landing_dir`` default to ``<data_dir>/inbox`` and ``<data_dir>/landing``.
     """
 
-    data_dir: str = "data"
+    data_dir: str = _DEFAULTS.data_dir
     train_csv: str = ""
     test_csv: str = ""
     claims_csv: str = ""
+    inbox_dir: str = ""
     landing_dir: str = ""
     simulation_seed: int = 0
 
@@ -58,8 +62,12 @@ class MouseDataResource(dg.ConfigurableResource):
         """Where event and feature tables are stored as Parquet."""
         return self.root / "tables"
 
+    def inbox(self) -> Path:
+        """The folder the inbox sensor watches."""
+        return Path(self.inbox_dir) if self.inbox_dir else self.root / "inbox"
+
     def landing(self) -> Path:
-        """The landing folder of training batches (``landing_dir``, default ``<data_dir>/landing``)."""
+        """The landing folder of training batches."""
         return Path(self.landing_dir) if self.landing_dir else self.root / "landing"
 
     def output_dir(self, name: str) -> Path:
@@ -94,14 +102,14 @@ class MouseDataResource(dg.ConfigurableResource):
         return EventFiles(train, test, simulated=True)
 
 
-class FeatureSettings(dg.ConfigurableResource):
+class FeatureEngineResource(dg.ConfigurableResource):
     """How sessions are cut into windows and actions, shared by training and test data, and which
     engine computes the features: ``pandas`` (in this process) or ``spark`` (see :class:`SparkResource`)."""
 
-    window_size: int = 0
-    window_unit: str = "events"
-    pause_ms: float = 2000.0
-    engine: str = "pandas"
+    window_size: int = _DEFAULTS.window_size
+    window_unit: str = _DEFAULTS.window_unit
+    pause_ms: float = _DEFAULTS.pause_ms
+    engine: str = _DEFAULTS.engine
 
     def config(self) -> FeatureConfig:
         return FeatureConfig(self.window_size, self.window_unit, self.pause_ms)  # type: ignore[arg-type]
@@ -159,67 +167,63 @@ class SparkResource(dg.ConfigurableResource):
         self._session = None
 
 
-class ValidationSettings(dg.ConfigurableResource):
+class ValidationLimitsResource(dg.ConfigurableResource):
     """Limits of the validation checks on training events."""
 
     min_sessions_per_user: int = 2
-    min_balance_ratio: float = 0.5
+    min_balance_ratio: float = _DEFAULTS.min_balance_ratio
 
 
-class MlflowTracking(dg.ConfigurableResource):
+class MlflowResource(dg.ConfigurableResource):
     """MLflow tracking URI, experiment and registered model.
 
-    An empty ``tracking_uri`` means ``MLFLOW_TRACKING_URI`` when set, else a
-    SQLite store in ``<data_dir>/mlflow.db`` with artifacts in
-    ``<data_dir>/mlartifacts``.
+    An empty ``tracking_uri`` means a SQLite store in ``<data_dir>/mlflow.db``;
+    artifacts of new experiments go to ``<data_dir>/mlartifacts``.
     """
 
-    data_dir: str = "data"
+    data_dir: str = _DEFAULTS.data_dir
     tracking_uri: str = ""
-    experiment_name: str = "mouse-pipeline"
-    registered_model_name: str = "mouse-user-identifier"
-    champion_tolerance: float = 0.02
+    experiment_name: str = _DEFAULTS.experiment
+    registered_model_name: str = DEFAULT_MODEL_NAME
+    champion_tolerance: float = _DEFAULTS.champion_tolerance
 
     def uri(self) -> str:
-        return self.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri(self.data_dir)
+        return self.tracking_uri or default_tracking_uri(self.data_dir)
 
     def artifact_root(self) -> Path:
         return Path(self.data_dir) / "mlartifacts"
 
+    def use_experiment(self) -> str:
+        """Point MLflow at this store and experiment (created if needed); return the experiment id."""
+        return use_experiment(self.uri(), self.experiment_name, self.artifact_root())
 
-def _env(name: str, default: str) -> str:
-    return os.environ.get(name, "") or default
+    def client(self) -> MlflowClient:
+        return MlflowClient(self.uri())
+
+    def champion(self) -> Champion:
+        """The registered champion (:func:`~mouse_pipeline.tracking.load_champion`), or a failure saying
+        how to get one."""
+        try:
+            return load_champion(self.uri(), self.registered_model_name)
+        except LookupError as exc:
+            raise dg.Failure(str(exc)) from exc
 
 
-def resources_from_env() -> dict[str, dg.ConfigurableResource]:
-    """Resources configured from ``MOUSE_*`` and ``MLFLOW_TRACKING_URI`` environment variables.
-
-    ``MOUSE_ENGINE`` (``pandas`` or ``spark``) picks the feature engine and
-    ``MOUSE_SPARK_MASTER`` the Spark master (default ``local[*]``).
-    """
-    data_dir = _env("MOUSE_DATA_DIR", "data")
+def build_resources(settings: Settings | None = None) -> dict[str, dg.ConfigurableResource]:
+    """Every resource, configured from ``settings`` (default: :meth:`Settings.from_env`)."""
+    s = settings or Settings.from_env()
     return {
         "mouse_data": MouseDataResource(
-            data_dir=data_dir,
-            train_csv=_env("MOUSE_TRAIN_CSV", ""),
-            test_csv=_env("MOUSE_TEST_CSV", ""),
-            claims_csv=_env("MOUSE_CLAIMS_CSV", ""),
-            landing_dir=_env("MOUSE_LANDING_DIR", ""),
+            data_dir=s.data_dir, train_csv=s.train_csv, test_csv=s.test_csv, claims_csv=s.claims_csv,
+            inbox_dir=s.inbox_dir, landing_dir=s.landing_dir,
         ),
-        "feature_settings": FeatureSettings(
-            window_size=int(_env("MOUSE_WINDOW_SIZE", "0")),
-            window_unit=_env("MOUSE_WINDOW_UNIT", "events"),
-            pause_ms=float(_env("MOUSE_PAUSE_MS", "2000")),
-            engine=check_engine(_env("MOUSE_ENGINE", "pandas")),
+        "feature_engine": FeatureEngineResource(
+            window_size=s.window_size, window_unit=s.window_unit, pause_ms=s.pause_ms, engine=s.engine,
         ),
-        "spark": SparkResource(master=spark_master()),
-        "validation_settings": ValidationSettings(
-            min_balance_ratio=float(_env("MOUSE_MIN_BALANCE_RATIO", "0.5")),
-        ),
-        "mlflow_tracking": MlflowTracking(
-            data_dir=data_dir,
-            tracking_uri=_env("MLFLOW_TRACKING_URI", ""),
-            experiment_name=_env("MOUSE_MLFLOW_EXPERIMENT", "mouse-pipeline"),
-            champion_tolerance=float(_env("MOUSE_CHAMPION_TOLERANCE", "0.02")),
+        "spark": SparkResource(master=s.spark_master),
+        "validation_limits": ValidationLimitsResource(min_balance_ratio=s.min_balance_ratio),
+        "mlflow_tracking": MlflowResource(
+            data_dir=s.data_dir, tracking_uri=s.mlflow_uri, experiment_name=s.experiment,
+            registered_model_name=s.model_name, champion_tolerance=s.champion_tolerance,
         ),
     }

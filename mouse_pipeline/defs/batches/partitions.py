@@ -4,7 +4,7 @@ Each CSV that lands in ``MOUSE_LANDING_DIR`` (default ``<data_dir>/landing``)
 becomes a partition of :data:`TRAINING_BATCHES`, keyed by its file name. The
 ``landing_sensor`` registers the partition and requests one run of
 ``ingest_training_batch`` for it, which validates and featurises that batch
-only (see :mod:`mouse_pipeline.orchestration.assets.training_batches`). A batch is
+only (see :mod:`mouse_pipeline.defs.batches.assets`). A batch is
 processed once; a file whose content changes is processed again.
 
 The partitioned assets live in their own code location
@@ -15,15 +15,15 @@ its ``train_session_features`` reads every materialised batch with
 :func:`stored_batch_features`.
 """
 
-
 import re
 from pathlib import Path
 
 import dagster as dg
 import pandas as pd
 
-from mouse_pipeline.orchestration.automation import changed_files
-from mouse_pipeline.orchestration.storage import table_path
+from mouse_pipeline.defs.file_cursor import changed_files
+from mouse_pipeline.defs.resources import MouseDataResource
+from mouse_pipeline.defs.storage import table_path
 
 TRAINING_BATCHES = dg.DynamicPartitionsDefinition(name="training_batches")
 GROUP = "training_batches"
@@ -65,29 +65,25 @@ def stored_batch_features(instance: dg.DagsterInstance, tables_dir: str | Path) 
     return tables
 
 
-def landing_sensor(landing_dir: str) -> dg.SensorDefinition:
-    """Registers each new or changed ``*.csv`` of ``landing_dir`` as a training batch and runs it."""
-
-    @dg.sensor(job=ingest_training_batch, minimum_interval_seconds=30, name="landing_sensor",
-               description=f"Turns CSV files dropped into {landing_dir} (MOUSE_LANDING_DIR) into training batches.",
-               default_status=dg.DefaultSensorStatus.RUNNING)
-    def _sensor(context: dg.SensorEvaluationContext):
-        landing = Path(landing_dir)
-        if not landing.is_dir():
-            return dg.SkipReason(f"landing folder {landing} does not exist yet")
-        changed, cursor = changed_files(landing, "*.csv", context.cursor)
-        unusable = [path.name for path, _ in changed if not BATCH_NAME.match(path.name)]
-        if unusable:
-            context.log.warning(f"skipped files whose names cannot be partition keys (use letters, digits, "
-                                f"'_', '-', '.'): {unusable}")
-        batches = [(path.name, digest) for path, digest in changed if BATCH_NAME.match(path.name)]
-        known = set(context.instance.get_dynamic_partitions(TRAINING_BATCHES.name))
-        new_keys = [key for key, _ in batches if key not in known]
-        return dg.SensorResult(
-            run_requests=[dg.RunRequest(partition_key=key, run_key=f"{key}:{digest}", tags={"landing_file": key})
-                          for key, digest in batches],
-            dynamic_partitions_requests=[TRAINING_BATCHES.build_add_request(new_keys)] if new_keys else [],
-            cursor=cursor,
-        )
-
-    return _sensor
+@dg.sensor(job=ingest_training_batch, minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.RUNNING,
+           description="Turns CSV files dropped into the landing folder (MOUSE_LANDING_DIR, default data/landing) "
+                       "into training batches.")
+def landing_sensor(context: dg.SensorEvaluationContext, mouse_data: MouseDataResource):
+    """Registers each new or changed ``*.csv`` of the landing folder as a training batch and runs it."""
+    landing: Path = mouse_data.landing()
+    if not landing.is_dir():
+        return dg.SkipReason(f"landing folder {landing} does not exist yet")
+    changed, cursor = changed_files(landing, "*.csv", context.cursor)
+    unusable = [path.name for path, _ in changed if not BATCH_NAME.match(path.name)]
+    if unusable:
+        context.log.warning(f"skipped files whose names cannot be partition keys (use letters, digits, "
+                            f"'_', '-', '.'): {unusable}")
+    batches = [(path.name, digest) for path, digest in changed if BATCH_NAME.match(path.name)]
+    known = set(context.instance.get_dynamic_partitions(TRAINING_BATCHES.name))
+    new_keys = [key for key, _ in batches if key not in known]
+    return dg.SensorResult(
+        run_requests=[dg.RunRequest(partition_key=key, run_key=f"{key}:{digest}", tags={"landing_file": key})
+                      for key, digest in batches],
+        dynamic_partitions_requests=[TRAINING_BATCHES.build_add_request(new_keys)] if new_keys else [],
+        cursor=cursor,
+    )

@@ -1,6 +1,5 @@
 """Helpers that turn core results into Dagster metadata a person wants to read."""
 
-
 import base64
 
 import dagster as dg

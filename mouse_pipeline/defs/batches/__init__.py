@@ -1,0 +1,1 @@
+"""Training batches: files of the landing folder, validated and featurised once each."""

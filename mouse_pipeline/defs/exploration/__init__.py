@@ -1,0 +1,1 @@
+"""Exploration: the notebook's look at the data."""

@@ -1,0 +1,1 @@
+"""Model: the scaled feature matrix, the user identifier (MLflow) and its evaluation."""

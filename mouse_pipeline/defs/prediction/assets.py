@@ -1,0 +1,60 @@
+"""The predictions asset: the champion model names the user of every test session."""
+
+import dagster as dg
+import pandas as pd
+
+from mouse_pipeline import contract as c
+from mouse_pipeline.defs.metadata import table_preview
+from mouse_pipeline.defs.resources import FeatureEngineResource, MlflowResource, MouseDataResource
+from mouse_pipeline.prediction import UNKNOWN
+from mouse_pipeline.scoring import score_events, write_predictions
+from mouse_pipeline.settings import DEFAULT_LOW_CONFIDENCE
+
+GROUP = "prediction"
+
+
+class PredictionRunConfig(dg.Config):
+    """A session whose top probability is below ``low_confidence_below`` counts as low-confidence."""
+
+    low_confidence_below: float = DEFAULT_LOW_CONFIDENCE
+
+
+@dg.asset(group_name=GROUP, deps=["user_identifier", "verification_calibration"])
+def predictions(
+    context: dg.AssetExecutionContext,
+    config: PredictionRunConfig,
+    test_session_features: pd.DataFrame,
+    raw_test_events: pd.DataFrame,
+    mlflow_tracking: MlflowResource,
+    mouse_data: MouseDataResource,
+    feature_engine: FeatureEngineResource,
+) -> dg.Output:
+    """Predicted user of every test session by the registered champion, written as
+    ``predictions/Predicted_mouse.csv`` (every test row, original order, notebook format) and
+    ``predictions/session_predictions.csv`` (one row per session with runner-up, and the
+    open-set ``verdict``: the user, or ``unknown`` below the champion's calibrated threshold)."""
+    champion = mlflow_tracking.champion()
+    scored = score_events(champion, raw_test_events, test_session_features, feature_engine.config())
+    paths = write_predictions(scored, mouse_data.output_dir("predictions"))
+    sessions = scored.sessions
+    low = int((sessions["probability"] < config.low_confidence_below).sum())
+    context.log.info(f"scored {len(sessions)} sessions with {champion.describe()}")
+    return dg.Output(
+        sessions,
+        metadata={
+            "sessions_scored": len(sessions),
+            "rows_labelled": len(scored.rows),
+            "low_confidence_sessions": low,
+            "unknown_user_sessions": int((sessions.get("verdict", pd.Series(dtype=str)) == UNKNOWN).sum()),
+            "unknown_threshold": champion.unknown_threshold if champion.unknown_threshold is not None
+            else "not calibrated",
+            "model_version": champion.version,
+            "model": champion.describe(),
+            "predicted_users": dg.MetadataValue.json(sessions[c.USER_ID].value_counts().to_dict()),
+            "mean_probability": float(sessions["probability"].mean()),
+            "predicted_mouse_csv": dg.MetadataValue.path(str(paths["predicted_rows"])),
+            "session_predictions_csv": dg.MetadataValue.path(str(paths["session_predictions"])),
+            "dagster/row_count": len(sessions),
+            "preview": table_preview(sessions),
+        },
+    )

@@ -1,0 +1,1 @@
+"""Verification: calibrated thresholds and decisions on claims."""
