@@ -2,20 +2,24 @@
 
 Configuration comes from :class:`mouse_pipeline.settings.Settings` (environment
 variables, see README.md): with none set, the pipeline runs on simulated data
-under ``./data``. The training batches of the landing folder are a second code
-location, :mod:`mouse_pipeline.batch_definitions`, that shares these resources.
+under ``./data``. Training batches of the landing folder live in the same location: their
+assets are specs that the partitioned ``ingest_training_batch`` job
+materialises, so "Materialize all" runs the unpartitioned pipeline (see
+:mod:`mouse_pipeline.defs.batches`).
 """
 
 from __future__ import annotations
 
 import dagster as dg
 
-from mouse_pipeline.defs.batches.partitions import batch_features_spec
+from mouse_pipeline.defs.batches import checks as batch_checks
+from mouse_pipeline.defs.batches.job import ingest_training_batch
+from mouse_pipeline.defs.batches.partitions import BATCH_SPECS
+from mouse_pipeline.defs.batches.sensor import landing_sensor
 from mouse_pipeline.defs.exploration import assets as exploration
 from mouse_pipeline.defs.features import assets as features
 from mouse_pipeline.defs.features import checks as feature_checks
 from mouse_pipeline.defs.ingestion import assets as ingestion
-from mouse_pipeline.defs.ingestion.checks import TRAIN_EVENT_CHECKS
 from mouse_pipeline.defs.model import assets as model
 from mouse_pipeline.defs.prediction import assets as prediction
 from mouse_pipeline.defs.prediction.inbox import inbox_sensor, score_new_sessions
@@ -44,12 +48,12 @@ def build_definitions(resources: dict | None = None, settings: Settings | None =
     stages = dg.Definitions(
         assets=[
             *dg.load_assets_from_modules([ingestion, features, model, verification, prediction, exploration]),
-            batch_features_spec,  # materialised by the batches location; read by train_session_features
+            *BATCH_SPECS,  # materialised partition by partition by ingest_training_batch
         ],
-        asset_checks=[*TRAIN_EVENT_CHECKS, *dg.load_asset_checks_from_modules([feature_checks])],
-        jobs=[retrain, score_new_sessions],
+        asset_checks=dg.load_asset_checks_from_modules([feature_checks, batch_checks]),
+        jobs=[retrain, score_new_sessions, ingest_training_batch],
         schedules=[retrain_schedule(settings)],
-        sensors=[inbox_sensor],
+        sensors=[inbox_sensor, landing_sensor],
     )
     return dg.Definitions.merge(
         stages,

@@ -77,6 +77,7 @@ ALL_ASSETS = {
     "user_identifier", "model_evaluation", "predictions", "verification_calibration", "verification",
 }
 EXPLORATION_ASSETS = {"event_profile", "user_plots"}
+BATCH_ASSETS = {"batch_events", "rejected_batch_events", "batch_session_features"}
 #: A small, fast training configuration for tests.
 FAST_TRAINING = {"hidden_layer_sizes": [[24]], "alpha": [0.01], "max_iter": 400, "n_splits": 4,
                  "compare_estimators": [], "n_jobs": 1}

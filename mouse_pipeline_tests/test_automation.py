@@ -24,6 +24,8 @@ from mouse_pipeline.defs.retrain import retrain_schedule
 from mouse_pipeline.settings import Settings
 from mouse_pipeline_tests.conftest import (
     ALL_ASSETS,
+    BATCH_ASSETS,
+    EXPLORATION_ASSETS,
     FAST_CONFIG,
     materialized,
     pipeline_resources,
@@ -171,7 +173,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_webserver_serves_both_code_locations_of_the_workspace(tmp_path):
+def test_webserver_serves_the_whole_pipeline_in_one_code_location(tmp_path):
     port = free_port()
     env = {**os.environ, "MOUSE_DATA_DIR": str(tmp_path / "data"), "DAGSTER_HOME": str(tmp_path)}
     workspace = Path(__file__).resolve().parents[1] / "workspace.yaml"
@@ -180,27 +182,27 @@ def test_webserver_serves_both_code_locations_of_the_workspace(tmp_path):
          "-p", str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=workspace.parent,
     )
     try:
-        query = json.dumps({"query": "{ assetNodes { assetKey { path } isMaterializable isPartitioned "
+        query = json.dumps({"query": "{ assetNodes { assetKey { path } isMaterializable isExecutable isPartitioned "
                                      "repository { location { name } } } }"}).encode()
-        keys = None
+        nodes = None
         deadline = time.time() + 90
-        while time.time() < deadline and keys is None:
+        while time.time() < deadline and nodes is None:
             try:
                 request = urllib.request.Request(f"http://127.0.0.1:{port}/graphql", data=query,
                                                  headers={"Content-Type": "application/json"})
                 with urllib.request.urlopen(request, timeout=5) as response:
                     nodes = json.load(response)["data"]["assetNodes"]
-                    keys = {"/".join(n["assetKey"]["path"]) for n in nodes}
-                    if len({n["repository"]["location"]["name"] for n in nodes}) < 2:
-                        keys = None  # the second location is still loading
             except (OSError, KeyError, TypeError):
                 time.sleep(1)
-        assert keys is not None, "the web server did not answer in time"
-        assert ALL_ASSETS | {"batch_events", "rejected_batch_events", "batch_session_features"} <= keys
-        located = {("/".join(n["assetKey"]["path"]), n["repository"]["location"]["name"]): n for n in nodes}
-        batch_features = located[("batch_session_features", "mouse_pipeline_batches")]
-        assert batch_features["isMaterializable"] and batch_features["isPartitioned"]
-        assert not located[("train_session_features", "mouse_pipeline")]["isPartitioned"]
+        assert nodes is not None, "the web server did not answer in time"
+        by_key = {"/".join(n["assetKey"]["path"]): n for n in nodes}
+        assert set(by_key) == ALL_ASSETS | EXPLORATION_ASSETS | BATCH_ASSETS
+        assert {n["repository"]["location"]["name"] for n in nodes} == {"mouse_pipeline"}
+        # What the Lineage page's "Materialize all" launches: executable assets, none partitioned.
+        launched = {key for key, n in by_key.items() if n["isExecutable"]}
+        assert launched == ALL_ASSETS | EXPLORATION_ASSETS
+        assert not any(by_key[key]["isPartitioned"] for key in launched)
+        assert all(by_key[key]["isPartitioned"] for key in BATCH_ASSETS)
     finally:
         server.terminate()
         server.wait(timeout=30)

@@ -8,7 +8,6 @@ import dagster as dg
 import pandas as pd
 
 from mouse_pipeline import contract as c
-from mouse_pipeline.batch_definitions import build_batch_definitions
 from mouse_pipeline.definitions import build_definitions
 from mouse_pipeline.defs.batches.partitions import TRAINING_BATCHES
 from mouse_pipeline.defs.resources import MouseDataResource
@@ -28,7 +27,7 @@ def test_landing_sensor_registers_each_new_batch_once(tmp_path):
     landing = tmp_path / "landing"
     res = pipeline_resources(tmp_path)
     res["mouse_data"] = MouseDataResource(data_dir=str(tmp_path / "data"), landing_dir=str(landing))
-    defs = build_batch_definitions(res)
+    defs = build_definitions(res)
     sensor = defs.resolve_sensor_def("landing_sensor")
     instance = dg.DagsterInstance.ephemeral()
     assert isinstance(sensor(dg.build_sensor_context(instance=instance, resources=res)), dg.SkipReason)  # no dir
@@ -71,13 +70,13 @@ def test_a_batch_is_validated_and_featurised_in_its_partition_and_joins_training
 
     instance = dg.DagsterInstance.ephemeral()
     instance.add_dynamic_partitions(TRAINING_BATCHES.name, ["batch-1.csv"])
-    batch_defs = build_batch_definitions(pipeline_resources(tmp_path, files["train"], files["test"]))
+    batch_defs = build_definitions(pipeline_resources(tmp_path, files["train"], files["test"]))
     job = batch_defs.resolve_job_def("ingest_training_batch")
     result = job.execute_in_process(partition_key="batch-1.csv", instance=instance)
     assert result.success
     assert materialized(result) == {"batch_events", "rejected_batch_events", "batch_session_features"}
     assert all(e.passed for e in result.get_asset_check_evaluations())
-    rejected = result.output_for_node("training_batch", "rejected_batch_events")
+    rejected = pd.read_parquet(tmp_path / "data" / "tables" / "rejected_batch_events" / "batch-1.csv.parquet")
     assert rejected["line_number"].tolist() == [len(lines) + 1]  # kept, with its line
     on_disk = pd.read_csv(tmp_path / "data" / "rejected_batches" / "batch-1.csv")
     assert on_disk["line_number"].tolist() == [len(lines) + 1] and "reason" in on_disk
@@ -110,17 +109,21 @@ def test_a_batch_failing_a_blocking_check_is_not_featurised_nor_trained_on(tmp_p
     batch.to_csv(landing / "mixed.csv", index=False)
     instance = dg.DagsterInstance.ephemeral()
     instance.add_dynamic_partitions(TRAINING_BATCHES.name, ["mixed.csv"])
-    job = build_batch_definitions(pipeline_resources(tmp_path)).resolve_job_def("ingest_training_batch")
+    job = build_definitions(pipeline_resources(tmp_path)).resolve_job_def("ingest_training_batch")
     result = job.execute_in_process(partition_key="mixed.csv", instance=instance, raise_on_error=False)
     assert not result.success
-    checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
-    assert checks["one_user_per_session"] is False
-    assert "batch_session_features" not in materialized(result)
+    logged = instance.all_logs(result.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION)
+    checks = {e.dagster_event.event_specific_data.check_name: e.dagster_event.event_specific_data.passed
+              for e in logged}  # reported before the step failed
+    assert checks == {"one_user_per_session": False, "no_nulls": True, "event_grammar": True}
+    assert "mixed.csv" in instance.get_materialized_partitions(dg.AssetKey("batch_events"))
+    assert "mixed.csv" not in instance.get_materialized_partitions(dg.AssetKey("batch_session_features"))
 
     main = build_definitions(pipeline_resources(tmp_path))
     trained_on = run_assets(main, "key:raw_train_events or key:train_session_features", instance=instance)
     assert trained_on.success
-    assert trained_on.asset_materializations_for_node("train_session_features")[0].metadata["batches"].value == 0
+    meta = trained_on.asset_materializations_for_node("train_session_features")[0].metadata
+    assert meta["batches"].value == 0 and meta["batches_left_out"].value == "none"
 
 
 def test_a_session_in_two_batches_blocks_training(tmp_path, small_simulation):
@@ -132,7 +135,7 @@ def test_a_session_in_two_batches_blocks_training(tmp_path, small_simulation):
     session.iloc[len(session) // 2:].to_csv(landing / "part-2.csv", index=False)
     instance = dg.DagsterInstance.ephemeral()
     instance.add_dynamic_partitions(TRAINING_BATCHES.name, ["part-1.csv", "part-2.csv"])
-    job = build_batch_definitions(pipeline_resources(tmp_path)).resolve_job_def("ingest_training_batch")
+    job = build_definitions(pipeline_resources(tmp_path)).resolve_job_def("ingest_training_batch")
     for key in ("part-1.csv", "part-2.csv"):
         assert job.execute_in_process(partition_key=key, instance=instance).success
 
@@ -142,3 +145,29 @@ def test_a_session_in_two_batches_blocks_training(tmp_path, small_simulation):
     verdict = checks["train_features_one_row_per_window_all_finite"]
     assert not verdict.passed and verdict.metadata["duplicate_windows"].value == 1
     assert "feature_matrix" not in materialized(result)  # blocked
+
+
+def test_a_batch_corrected_into_a_bad_one_is_left_out_and_named(tmp_path, small_simulation):
+    base, batch = split_last_session_per_user(small_simulation.train)
+    files = small_simulation.write(tmp_path / "sim")
+    base.to_csv(files["train"], index=False)
+    landing = tmp_path / "data" / "landing"
+    landing.mkdir(parents=True)
+    batch.to_csv(landing / "late.csv", index=False)
+    instance = dg.DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions(TRAINING_BATCHES.name, ["late.csv"])
+    defs = build_definitions(pipeline_resources(tmp_path, files["train"], files["test"]))
+    job = defs.resolve_job_def("ingest_training_batch")
+    assert job.execute_in_process(partition_key="late.csv", instance=instance).success
+
+    broken = batch.copy()
+    broken.loc[broken.index[::2], c.USER_ID] = "someone-else"
+    broken.to_csv(landing / "late.csv", index=False)  # the new content fails one_user_per_session
+    assert not job.execute_in_process(partition_key="late.csv", instance=instance, raise_on_error=False).success
+
+    trained_on = run_assets(defs, "key:raw_train_events or key:train_session_features", instance=instance)
+    assert trained_on.success
+    meta = trained_on.asset_materializations_for_node("train_session_features")[0].metadata
+    assert meta["batches"].value == 0 and meta["batches_left_out"].value == "late.csv"
+    table = trained_on.output_for_node("train_session_features")
+    assert set(table[c.SESSION_ID]) == set(base[c.SESSION_ID])  # the old features of the batch are gone

@@ -1,7 +1,7 @@
 """A snapshot of the definitions: any change of the graph shows up in review as a diff of a text file.
 
 Asset keys with their groups, checks with their blocking flags, jobs,
-schedules and sensors of every code location are listed in
+schedules and sensors of the code location are listed in
 ``snapshots/definitions.txt``. When a change of the graph is intended,
 regenerate it with ``UPDATE_SNAPSHOTS=1 python -m pytest mouse_pipeline_tests/test_definitions_snapshot.py``
 and commit the new file with the change.
@@ -14,7 +14,6 @@ from pathlib import Path
 
 import dagster as dg
 
-from mouse_pipeline.batch_definitions import build_batch_definitions
 from mouse_pipeline.definitions import build_definitions
 from mouse_pipeline.settings import Settings
 from mouse_pipeline_tests.conftest import pipeline_resources
@@ -50,8 +49,7 @@ def describe(name: str, defs: dg.Definitions) -> list[str]:
 
 def test_definitions_match_the_checked_in_snapshot(tmp_path):
     resources = pipeline_resources(tmp_path)
-    locations = {"mouse_pipeline": build_definitions(resources, Settings()),  # defaults, whatever the environment
-                 "mouse_pipeline_batches": build_batch_definitions(resources)}
+    locations = {"mouse_pipeline": build_definitions(resources, Settings())}  # defaults, whatever the environment
     current = "\n".join(line for name, defs in locations.items() for line in describe(name, defs)) + "\n"
     if os.environ.get("UPDATE_SNAPSHOTS") == "1":
         SNAPSHOT.write_text(current)

@@ -17,6 +17,7 @@ from mouse_pipeline.defs.resources import build_resources
 from mouse_pipeline.settings import Settings, settings_table
 from mouse_pipeline_tests.conftest import (
     ALL_ASSETS,
+    BATCH_ASSETS,
     EXPLORATION_ASSETS,
     FAST_CONFIG,
     FAST_TRAINING,
@@ -32,20 +33,26 @@ def test_definitions_hold_every_asset_check_and_resource(monkeypatch, tmp_path):
     monkeypatch.setenv("MOUSE_WINDOW_SIZE", "25")
     defs = build_definitions()
     graph = defs.resolve_asset_graph()
-    assert {k.to_user_string() for k in graph.get_all_asset_keys()} == (
-        ALL_ASSETS | EXPLORATION_ASSETS | {"batch_session_features"})
-    # The batches' features are materialised by the other code location: here only a partitioned spec.
-    batch_features = graph.get(dg.AssetKey("batch_session_features"))
-    assert not batch_features.is_executable and batch_features.partitions_def is not None
-    assert all(graph.get(k).partitions_def is None for k in graph.executable_asset_keys)
-    assert {j.name for j in defs.resolve_all_job_defs()} >= {"retrain", "score_new_sessions"}
+    assert {k.to_user_string() for k in graph.get_all_asset_keys()} == ALL_ASSETS | EXPLORATION_ASSETS | BATCH_ASSETS
+    assert {j.name for j in defs.resolve_all_job_defs()} >= {"retrain", "score_new_sessions", "ingest_training_batch"}
     assert [s.name for s in defs.schedules] == ["weekly_retrain"]
-    assert [s.name for s in defs.sensors] == ["inbox_sensor"]
+    assert {s.name for s in defs.sensors} == {"inbox_sensor", "landing_sensor"}
     checks = {k.name for k in graph.asset_check_keys}
     assert {"one_user_per_session", "no_nulls", "enough_sessions_per_user", "users_balanced",
             "event_grammar"} <= checks
     assert build_resources()["feature_engine"].window_size == 25
     assert build_resources()["mouse_data"].data_dir == str(tmp_path)
+
+
+def test_materialize_all_selects_only_unpartitioned_assets_of_one_location(tmp_path):
+    """The UI's "Materialize all" takes every executable asset: none may ask for a partition."""
+    graph = build_definitions(pipeline_resources(tmp_path)).resolve_asset_graph()
+    executable = {k.to_user_string() for k in graph.executable_asset_keys}
+    assert executable == ALL_ASSETS | EXPLORATION_ASSETS
+    assert all(graph.get(k).partitions_def is None for k in graph.executable_asset_keys)
+    for key in BATCH_ASSETS:  # the batches are partitioned, materialised by their own job only
+        node = graph.get(dg.AssetKey(key))
+        assert node.partitions_def is not None and not node.is_executable
 
 
 def test_package_exposes_its_definitions_to_dagster():

@@ -38,6 +38,15 @@ def table_path(base_dir: str | Path, asset_key: dg.AssetKey, partition_key: str 
     return folder / f"{partition_key}.parquet" if partition_key is not None else folder.with_suffix(".parquet")
 
 
+def write_table(frame: pd.DataFrame, path: Path) -> Path:
+    """Write ``frame`` as Parquet at ``path``, atomically: readers never see half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}")
+    frame.to_parquet(tmp, index=False)
+    os.replace(tmp, path)
+    return path
+
+
 class ParquetFrameIOManager(dg.ConfigurableIOManager):
     """Stores pandas frames as Parquet under ``base_dir``; loads frames, or :class:`EventTable` handles
     when ``lazy``."""
@@ -50,11 +59,7 @@ class ParquetFrameIOManager(dg.ConfigurableIOManager):
         return table_path(self.base_dir, context.asset_key, partition)
 
     def handle_output(self, context: dg.OutputContext, obj: pd.DataFrame) -> None:
-        path = self._path(context)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}")
-        obj.to_parquet(tmp, index=False)
-        os.replace(tmp, path)  # readers never see half a file
+        path = write_table(obj, self._path(context))
         context.add_output_metadata({"parquet_path": dg.MetadataValue.path(str(path))})
 
     def load_input(self, context: dg.InputContext) -> pd.DataFrame | EventTable:

@@ -1,17 +1,14 @@
-"""Incremental training data: files dropped into a landing folder become dynamic partitions.
+"""Training batches: files of the landing folder, one dynamic partition each, and where their tables live.
 
 Each CSV that lands in ``MOUSE_LANDING_DIR`` (default ``<data_dir>/landing``)
 becomes a partition of :data:`TRAINING_BATCHES`, keyed by its file name. The
-``landing_sensor`` registers the partition and requests one run of
-``ingest_training_batch`` for it, which validates and featurises that batch
-only (see :mod:`mouse_pipeline.defs.batches.assets`). A batch is
-processed once; a file whose content changes is processed again.
-
-The partitioned assets live in their own code location
-(:mod:`mouse_pipeline.batch_definitions`), so that the main location stays
-unpartitioned and ``dagster asset materialize -m mouse_pipeline --select '*'``
-needs no partition. The main location sees :data:`batch_features_spec`, and
-its ``train_session_features`` reads every materialised batch with
+batch's assets (``batch_events``, ``rejected_batch_events``,
+``batch_session_features``) are declared here as specs that the
+``ingest_training_batch`` job materialises one partition at a time (see
+:mod:`mouse_pipeline.defs.batches.job`). They are not executable by
+themselves, so the UI's "Materialize all" (the unpartitioned pipeline) never
+asks for a partition, and everything lives in one code location.
+``train_session_features`` reads every materialised batch with
 :func:`stored_batch_features`.
 """
 
@@ -21,69 +18,52 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 
-from mouse_pipeline.defs.file_cursor import changed_files
-from mouse_pipeline.defs.resources import MouseDataResource
 from mouse_pipeline.defs.storage import table_path
 
 TRAINING_BATCHES = dg.DynamicPartitionsDefinition(name="training_batches")
 GROUP = "training_batches"
-BATCH_EVENTS = "batch_events"
-REJECTED_BATCH_EVENTS = "rejected_batch_events"
-BATCH_FEATURES = "batch_session_features"
 #: File names usable as partition keys (and safe in paths).
 BATCH_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*\.csv$")
 
-batch_features_spec = dg.AssetSpec(
-    BATCH_FEATURES,
-    partitions_def=TRAINING_BATCHES,
-    group_name=GROUP,
-    description="Features of one training batch (materialised in the mouse_pipeline_batches location).",
+batch_events = dg.AssetSpec(
+    "batch_events", partitions_def=TRAINING_BATCHES, group_name=GROUP,
+    description="Clean labelled events of one landed training batch, stored as Parquet "
+                "(materialised by the ingest_training_batch job, one partition per file).",
 )
-
-ingest_training_batch = dg.define_asset_job(
-    "ingest_training_batch",
-    selection=dg.AssetSelection.assets(BATCH_EVENTS, REJECTED_BATCH_EVENTS, BATCH_FEATURES),
-    partitions_def=TRAINING_BATCHES,
-    description="Validate and featurise one training batch (a file of the landing folder).",
+rejected_batch_events = dg.AssetSpec(
+    "rejected_batch_events", partitions_def=TRAINING_BATCHES, group_name=GROUP,
+    description="Rows of a batch file that failed parsing, with line number and reason; also written to "
+                "<data_dir>/rejected_batches/<batch>.csv.",
 )
+batch_session_features = dg.AssetSpec(
+    "batch_session_features", partitions_def=TRAINING_BATCHES, group_name=GROUP, deps=[batch_events],
+    description="Features of one training batch, made with the pipeline's feature settings; "
+                "train_session_features adds every materialised batch to the training file's features.",
+)
+BATCH_SPECS = (batch_events, rejected_batch_events, batch_session_features)
 
 
-def stored_batch_features(instance: dg.DagsterInstance, tables_dir: str | Path) -> dict[str, pd.DataFrame]:
-    """Feature tables of every training batch that is registered and materialised, by batch key.
+def batch_table(tables_dir: str | Path, spec: dg.AssetSpec, batch: str) -> Path:
+    """The Parquet table of ``spec``'s partition ``batch``."""
+    return table_path(tables_dir, spec.key, batch)
 
-    A batch whose blocking checks failed has no materialised features and is
-    left out; a materialised batch whose table is missing is an error.
+
+def stored_batch_features(instance: dg.DagsterInstance, tables_dir: str | Path
+                          ) -> tuple[dict[str, pd.DataFrame], dict[str, str]]:
+    """Feature tables of every registered and materialised training batch, by batch key, and the
+    batches left out with the reason.
+
+    A batch whose latest run failed a blocking check has its features removed,
+    so it is left out (and named) until a corrected file is processed.
     """
     registered = set(instance.get_dynamic_partitions(TRAINING_BATCHES.name))
-    done = instance.get_materialized_partitions(dg.AssetKey(BATCH_FEATURES))
-    tables = {}
+    done = instance.get_materialized_partitions(batch_session_features.key)
+    tables, left_out = {}, {}
     for key in sorted(registered & set(done)):
-        path = table_path(tables_dir, dg.AssetKey(BATCH_FEATURES), key)
-        if not path.exists():
-            raise dg.Failure(f"training batch {key!r} is materialised but its features are missing at {path}")
-        tables[key] = pd.read_parquet(path)
-    return tables
-
-
-@dg.sensor(job=ingest_training_batch, minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.RUNNING,
-           description="Turns CSV files dropped into the landing folder (MOUSE_LANDING_DIR, default data/landing) "
-                       "into training batches.")
-def landing_sensor(context: dg.SensorEvaluationContext, mouse_data: MouseDataResource):
-    """Registers each new or changed ``*.csv`` of the landing folder as a training batch and runs it."""
-    landing: Path = mouse_data.landing()
-    if not landing.is_dir():
-        return dg.SkipReason(f"landing folder {landing} does not exist yet")
-    changed, cursor = changed_files(landing, "*.csv", context.cursor)
-    unusable = [path.name for path, _ in changed if not BATCH_NAME.match(path.name)]
-    if unusable:
-        context.log.warning(f"skipped files whose names cannot be partition keys (use letters, digits, "
-                            f"'_', '-', '.'): {unusable}")
-    batches = [(path.name, digest) for path, digest in changed if BATCH_NAME.match(path.name)]
-    known = set(context.instance.get_dynamic_partitions(TRAINING_BATCHES.name))
-    new_keys = [key for key, _ in batches if key not in known]
-    return dg.SensorResult(
-        run_requests=[dg.RunRequest(partition_key=key, run_key=f"{key}:{digest}", tags={"landing_file": key})
-                      for key, digest in batches],
-        dynamic_partitions_requests=[TRAINING_BATCHES.build_add_request(new_keys)] if new_keys else [],
-        cursor=cursor,
-    )
+        path = batch_table(tables_dir, batch_session_features, key)
+        if path.exists():
+            tables[key] = pd.read_parquet(path)
+        else:
+            left_out[key] = (f"no features at {path}: its latest ingestion failed a blocking check "
+                             "(see the ingest_training_batch run), or the file was removed")
+    return tables, left_out

@@ -11,13 +11,14 @@ features also take in every materialised training batch (see
 import json
 import time
 from dataclasses import asdict
+from pathlib import Path
 
 import dagster as dg
 import pandas as pd
 
 from mouse_pipeline import contract as c
 from mouse_pipeline.features import extract_features, feature_columns
-from mouse_pipeline.defs.batches.partitions import BATCH_FEATURES, batch_features_spec, stored_batch_features
+from mouse_pipeline.defs.batches.partitions import batch_session_features, stored_batch_features
 from mouse_pipeline.defs.metadata import table_preview
 from mouse_pipeline.defs.resources import FeatureEngineResource, MouseDataResource, SparkResource
 from mouse_pipeline.defs.storage import EventTable, table_path
@@ -27,19 +28,18 @@ GROUP = "features"
 CONFIG_ATTR = "feature_config"
 
 
-def featurise(
-    context: dg.AssetExecutionContext, events: EventTable, settings: FeatureEngineResource, spark: SparkResource,
-    mouse_data: MouseDataResource,
-) -> tuple[pd.DataFrame, dict]:
-    """Features of a stored event table on the configured engine, and metadata about the work."""
+def featurise(events: EventTable, settings: FeatureEngineResource, spark: SparkResource,
+              spark_out: Path) -> tuple[pd.DataFrame, dict]:
+    """Features of a stored event table on the configured engine, and metadata about the work.
+
+    The Spark engine writes the features as Parquet to the folder ``spark_out`` and reads them back.
+    """
     config = settings.config()
     started = time.perf_counter()
     if settings.uses_spark:
         from mouse_pipeline.spark_engine import features_to_parquet, read_feature_table
 
-        partition = context.partition_key if context.has_partition_key else None
-        out = table_path(mouse_data.output_dir("spark"), context.asset_key, partition)
-        files = features_to_parquet(spark.session(), str(events.path), str(out), config,
+        files = features_to_parquet(spark.session(), str(events.path), str(spark_out), config,
                                     events_per_group=spark.events_per_group)
         table = read_feature_table(files.features)
         engine = {"engine": "spark", "spark_master": spark.session().sparkContext.master,
@@ -60,6 +60,11 @@ def featurise(
     }
 
 
+def spark_output(mouse_data: MouseDataResource, asset_key: dg.AssetKey, partition: str | None = None) -> Path:
+    """Where the Spark engine writes the features of ``asset_key`` (one ``partition``)."""
+    return table_path(mouse_data.output_dir("spark"), asset_key, partition)
+
+
 def _output(table: pd.DataFrame, info: dict) -> dg.Output:
     return dg.Output(
         table,
@@ -76,25 +81,28 @@ def _output(table: pd.DataFrame, info: dict) -> dg.Output:
 
 def _with_batches(context: dg.AssetExecutionContext, table: pd.DataFrame, mouse_data: MouseDataResource) -> tuple:
     """``table`` plus the features of every materialised training batch made with the same settings."""
-    batches = stored_batch_features(context.instance, mouse_data.tables_dir)
+    batches, left_out = stored_batch_features(context.instance, mouse_data.tables_dir)
+    for key, reason in left_out.items():
+        context.log.warning(f"training batch {key} left out: {reason}")
     stale = [key for key, frame in batches.items() if frame.attrs.get(CONFIG_ATTR) != table.attrs[CONFIG_ATTR]]
     if stale:
         raise dg.Failure(
             f"training batches {stale} were featurised with other feature settings than "
-            f"{table.attrs[CONFIG_ATTR]}: materialise their {BATCH_FEATURES} partitions again",
+            f"{table.attrs[CONFIG_ATTR]}: run ingest_training_batch for these partitions again",
             metadata={"stale_batches": ", ".join(stale)},
         )
+    left = {"batches_left_out": ", ".join(left_out) or "none"}
     if not batches:
-        return table, {"batches": 0}
+        return table, {"batches": 0, **left}
     combined = pd.concat([table, *batches.values()], ignore_index=True)
     combined.attrs = table.attrs
     info = {"batches": len(batches), "batch_keys": ", ".join(batches),
-            "batch_sessions": int(combined[c.SESSION_ID].nunique() - table[c.SESSION_ID].nunique())}
+            "batch_sessions": int(combined[c.SESSION_ID].nunique() - table[c.SESSION_ID].nunique()), **left}
     return combined, info
 
 
 @dg.asset(
-    group_name=GROUP, deps=[batch_features_spec],
+    group_name=GROUP, deps=[batch_session_features],
     ins={"raw_train_events": dg.AssetIn(input_manager_key="event_table_loader")},
 )
 def train_session_features(
@@ -103,7 +111,7 @@ def train_session_features(
 ) -> dg.Output:
     """Behavioural features of each training session or window (labelled with user_id): those of the
     training file, plus those of every materialised training batch."""
-    table, info = featurise(context, raw_train_events, feature_engine, spark, mouse_data)
+    table, info = featurise(raw_train_events, feature_engine, spark, spark_output(mouse_data, context.asset_key))
     table, batch_info = _with_batches(context, table, mouse_data)
     return _output(table, {**info, **batch_info})
 
@@ -114,4 +122,4 @@ def test_session_features(
     spark: SparkResource, mouse_data: MouseDataResource,
 ) -> dg.Output:
     """Behavioural features of each test session or window, by the same code as training."""
-    return _output(*featurise(context, raw_test_events, feature_engine, spark, mouse_data))
+    return _output(*featurise(raw_test_events, feature_engine, spark, spark_output(mouse_data, context.asset_key)))

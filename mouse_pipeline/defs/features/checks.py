@@ -29,13 +29,12 @@ def well_formed(table: pd.DataFrame, session_ids: pd.Series) -> dg.AssetCheckRes
     )
 
 
-def well_formed_check(asset: str, events_asset: str, name: str,
-                      partitions_def: dg.PartitionsDefinition | None = None) -> dg.AssetChecksDefinition:
+def well_formed_check(asset: str, events_asset: str, name: str) -> dg.AssetChecksDefinition:
     """Blocking check that the feature table ``asset`` is :func:`well_formed` against the sessions of
     ``events_asset`` (read as a path handle: only its ``session_id`` column is loaded)."""
 
     @dg.asset_check(
-        asset=asset, name=name, blocking=True, partitions_def=partitions_def,
+        asset=asset, name=name, blocking=True,
         description="One row per session window, every session present, no NaN and no infinity.",
         additional_ins={"events": dg.AssetIn(events_asset, input_manager_key="event_table_loader")},
     )

@@ -10,8 +10,9 @@ import dagster as dg
 import pandas as pd
 
 from mouse_pipeline import contract as c
+from mouse_pipeline.defs.ingestion.checks import TRAIN_RULES, rule_check_results, rule_check_specs
 from mouse_pipeline.defs.metadata import table_preview
-from mouse_pipeline.defs.resources import MouseDataResource
+from mouse_pipeline.defs.resources import MouseDataResource, ValidationLimitsResource
 from mouse_pipeline.ingest import EventFileError, IngestResult, empty_rejected, read_events
 
 GROUP = "ingestion"
@@ -25,9 +26,8 @@ def read_or_fail(path, labelled: bool) -> IngestResult:
         raise dg.Failure(description=str(exc), metadata={"file": str(path)}) from exc
 
 
-def ingestion_outputs(context: dg.AssetExecutionContext, result: IngestResult, events_key: str, rejected_key: str,
-                      simulated: bool):
-    """The selected outputs of one ingestion (the multi-assets can be subset), with their metadata."""
+def ingestion_metadata(result: IngestResult, simulated: bool) -> dict:
+    """What a person wants to see of an ingestion: the file, row accounting, sessions, users, a preview."""
     events = result.events
     meta = {
         "source_file": dg.MetadataValue.path(result.source_file),
@@ -39,16 +39,23 @@ def ingestion_outputs(context: dg.AssetExecutionContext, result: IngestResult, e
     }
     if c.USER_ID in events:
         meta["users"] = int(events[c.USER_ID].nunique())
+    return meta
+
+
+def rejected_metadata(result: IngestResult) -> dict:
+    """The rejected rows of an ingestion: how many, from which file, a preview."""
+    return {"rows_rejected": result.rows_rejected, "source_file": result.source_file,
+            "dagster/row_count": result.rows_rejected, "preview": table_preview(result.rejected)}
+
+
+def ingestion_outputs(context: dg.AssetExecutionContext, result: IngestResult, events_key: str, rejected_key: str,
+                      simulated: bool):
+    """The selected outputs of one ingestion (the multi-assets can be subset), with their metadata."""
     selected = context.op_execution_context.selected_output_names
     if events_key in selected:
-        yield dg.Output(events, events_key, metadata=meta)
+        yield dg.Output(result.events, events_key, metadata=ingestion_metadata(result, simulated))
     if rejected_key in selected:
-        yield dg.Output(
-            result.rejected,
-            rejected_key,
-            metadata={"rows_rejected": result.rows_rejected, "source_file": result.source_file,
-                      "dagster/row_count": result.rows_rejected, "preview": table_preview(result.rejected)},
-        )
+        yield dg.Output(result.rejected, rejected_key, metadata=rejected_metadata(result))
 
 
 @dg.multi_asset(
@@ -63,13 +70,16 @@ def ingestion_outputs(context: dg.AssetExecutionContext, result: IngestResult, e
             group_name=GROUP, is_required=False,
         ),
     },
+    check_specs=rule_check_specs("raw_train_events", TRAIN_RULES),
     can_subset=True,
-    description="Read the training CSV (MOUSE_TRAIN_CSV, or simulated data).",
+    description="Read the training CSV (MOUSE_TRAIN_CSV, or simulated data) and check its events.",
 )
-def train_events(context: dg.AssetExecutionContext, mouse_data: MouseDataResource):
+def train_events(context: dg.AssetExecutionContext, mouse_data: MouseDataResource,
+                 validation_limits: ValidationLimitsResource):
     files = mouse_data.event_files()
     result = read_or_fail(files.train, labelled=True)
     yield from ingestion_outputs(context, result, "raw_train_events", "rejected_train_events", files.simulated)
+    yield from rule_check_results(context, "raw_train_events", TRAIN_RULES, result.events, validation_limits)
 
 
 @dg.multi_asset(

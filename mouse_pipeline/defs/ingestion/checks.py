@@ -1,8 +1,16 @@
-"""Asset checks on labelled events; the ERROR ones block everything downstream.
+"""The checks of labelled events, computed once from the events in memory and reported per check.
 
-:func:`labelled_event_checks` builds the same checks for the training file's
-events and for each training batch's events.
+Each :class:`EventRule` names a rule of :mod:`mouse_pipeline.validation`, its
+description and whether it blocks. :func:`rule_check_specs` declares them on
+an ingestion asset (``check_specs`` of the multi-asset, so the rules run on
+the frame just read, never reloading it), :func:`rule_check_results` reports
+them; the training-batch job reports the same rules with
+:func:`rule_evaluations`. A failing blocking rule (severity ERROR) stops
+everything downstream.
 """
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 import dagster as dg
 import pandas as pd
@@ -12,54 +20,78 @@ from mouse_pipeline.defs.metadata import table_preview
 from mouse_pipeline.defs.resources import ValidationLimitsResource
 
 
-def _result(rule: validation.RuleResult, severity: dg.AssetCheckSeverity) -> dg.AssetCheckResult:
-    metadata = {**rule.summary, "offenders": len(rule.offenders)}
-    if len(rule.offenders):
-        metadata["offending"] = table_preview(rule.offenders, rows=25, columns=None)
-    return dg.AssetCheckResult(passed=rule.passed, severity=severity, metadata=metadata)
+@dataclass(frozen=True)
+class EventRule:
+    """One validation rule as a Dagster check: its name, what it says, whether it blocks, and how to run it."""
+
+    name: str
+    description: str
+    blocking: bool
+    evaluate: Callable[[pd.DataFrame, ValidationLimitsResource], validation.RuleResult]
+
+    @property
+    def severity(self) -> dg.AssetCheckSeverity:
+        return dg.AssetCheckSeverity.ERROR if self.blocking else dg.AssetCheckSeverity.WARN
 
 
-def labelled_event_checks(asset: str, whole_training_set: bool = True,
-                          partitions_def: dg.PartitionsDefinition | None = None) -> list[dg.AssetChecksDefinition]:
-    """Checks of the labelled events of ``asset``.
+ONE_USER_PER_SESSION = EventRule(
+    "one_user_per_session", "Every session belongs to exactly one user.", True,
+    lambda events, limits: validation.one_user_per_session(events))
+NO_NULLS = EventRule(
+    "no_nulls", "No missing or blank value in any column.", True,
+    lambda events, limits: validation.no_nulls(events))
+ENOUGH_SESSIONS_PER_USER = EventRule(
+    "enough_sessions_per_user", "Every user has enough sessions to be cross-validated (at least 2).", True,
+    lambda events, limits: validation.enough_sessions_per_user(events, limits.min_sessions_per_user))
+USERS_BALANCED = EventRule(
+    "users_balanced", "Sessions and events per user are balanced (smallest/largest >= min ratio); warns.", False,
+    lambda events, limits: validation.users_balanced(events, limits.min_balance_ratio))
+EVENT_GRAMMAR = EventRule(
+    "event_grammar", "Counts clicks without release, drags without release and releases without press; warns.",
+    False, lambda events, limits: validation.grammar_deviations(events))
 
-    ``whole_training_set`` adds the checks that only make sense on all the
-    training data at once (enough sessions per user, balance); a batch of a
-    few sessions is judged on its rows alone. ``partitions_def`` (that of a
-    partitioned ``asset``) makes each check run on, and load, one partition.
-    """
-
-    @dg.asset_check(asset=asset, partitions_def=partitions_def, name="one_user_per_session", blocking=True,
-                    description="Every session belongs to exactly one user.")
-    def one_user_per_session(events: pd.DataFrame) -> dg.AssetCheckResult:
-        return _result(validation.one_user_per_session(events), dg.AssetCheckSeverity.ERROR)
-
-    @dg.asset_check(asset=asset, partitions_def=partitions_def, name="no_nulls", blocking=True,
-                    description="No missing or blank value in any column.")
-    def no_nulls(events: pd.DataFrame) -> dg.AssetCheckResult:
-        return _result(validation.no_nulls(events), dg.AssetCheckSeverity.ERROR)
-
-    @dg.asset_check(asset=asset, partitions_def=partitions_def, name="enough_sessions_per_user", blocking=True,
-                    description="Every user has enough sessions to be cross-validated (at least 2).")
-    def enough_sessions_per_user(events: pd.DataFrame, validation_limits: ValidationLimitsResource) -> dg.AssetCheckResult:
-        rule = validation.enough_sessions_per_user(events, validation_limits.min_sessions_per_user)
-        return _result(rule, dg.AssetCheckSeverity.ERROR)
-
-    @dg.asset_check(asset=asset, partitions_def=partitions_def, name="users_balanced",
-                    description="Sessions and events per user are balanced (smallest/largest >= min ratio); warns.")
-    def users_balanced(events: pd.DataFrame, validation_limits: ValidationLimitsResource) -> dg.AssetCheckResult:
-        rule = validation.users_balanced(events, validation_limits.min_balance_ratio)
-        return _result(rule, dg.AssetCheckSeverity.WARN)
-
-    @dg.asset_check(asset=asset, partitions_def=partitions_def, name="event_grammar",
-                    description="Counts clicks without release, drags without release and releases without press; "
-                                "warns.")
-    def event_grammar(events: pd.DataFrame) -> dg.AssetCheckResult:
-        return _result(validation.grammar_deviations(events), dg.AssetCheckSeverity.WARN)
-
-    if whole_training_set:
-        return [one_user_per_session, no_nulls, enough_sessions_per_user, users_balanced, event_grammar]
-    return [one_user_per_session, no_nulls, event_grammar]
+#: Rules of the whole training set; a training batch of a few sessions is judged by BATCH_RULES alone.
+TRAIN_RULES: tuple[EventRule, ...] = (ONE_USER_PER_SESSION, NO_NULLS, ENOUGH_SESSIONS_PER_USER, USERS_BALANCED,
+                                      EVENT_GRAMMAR)
+BATCH_RULES: tuple[EventRule, ...] = (ONE_USER_PER_SESSION, NO_NULLS, EVENT_GRAMMAR)
 
 
-TRAIN_EVENT_CHECKS = labelled_event_checks("raw_train_events")
+def rule_check_specs(asset: str, rules: tuple[EventRule, ...]) -> list[dg.AssetCheckSpec]:
+    """The checks of ``rules`` on ``asset``, for an asset's ``check_specs``."""
+    return [dg.AssetCheckSpec(rule.name, asset=asset, description=rule.description, blocking=rule.blocking)
+            for rule in rules]
+
+
+def _metadata(result: validation.RuleResult) -> dict:
+    metadata = {**result.summary, "offenders": len(result.offenders)}
+    if len(result.offenders):
+        metadata["offending"] = table_preview(result.offenders, rows=25, columns=None)
+    return metadata
+
+
+def _evaluated(rules: tuple[EventRule, ...], events: pd.DataFrame,
+               limits: ValidationLimitsResource) -> Iterator[tuple[EventRule, validation.RuleResult]]:
+    for rule in rules:
+        yield rule, rule.evaluate(events, limits)
+
+
+def rule_check_results(context: dg.AssetExecutionContext, asset: str, rules: tuple[EventRule, ...],
+                       events: pd.DataFrame, limits: ValidationLimitsResource) -> Iterator[dg.AssetCheckResult]:
+    """Results of the selected checks of ``rules`` on ``asset``, from the events in memory."""
+    selected = {key.name for key in context.op_execution_context.selected_asset_check_keys
+                if key.asset_key == dg.AssetKey(asset)}
+    chosen = tuple(rule for rule in rules if rule.name in selected)
+    for rule, result in _evaluated(chosen, events, limits):
+        yield dg.AssetCheckResult(asset_key=asset, check_name=rule.name, passed=result.passed,
+                                  severity=rule.severity, metadata=_metadata(result))
+
+
+def rule_evaluations(asset: str, rules: tuple[EventRule, ...], events: pd.DataFrame,
+                     limits: ValidationLimitsResource, partition: str | None = None) -> list[dg.AssetCheckEvaluation]:
+    """Evaluations of ``rules`` on the events of ``asset`` (one ``partition``), for an op to log."""
+    return [
+        dg.AssetCheckEvaluation(asset_key=dg.AssetKey(asset), check_name=rule.name, passed=result.passed,
+                                severity=rule.severity, metadata=_metadata(result), blocking=rule.blocking,
+                                partition=partition)
+        for rule, result in _evaluated(rules, events, limits)
+    ]
