@@ -10,6 +10,8 @@ materialises, so "Materialize all" runs the unpartitioned pipeline (see
 
 from __future__ import annotations
 
+import warnings
+
 import dagster as dg
 
 from mouse_pipeline.defs.batches import checks as batch_checks
@@ -30,6 +32,15 @@ from mouse_pipeline.defs.verification import assets as verification
 from mouse_pipeline.settings import Settings
 
 
+# Deliberately silenced Dagster warnings about parameters this project never sets:
+# - binding resources re-creates every sensor and hands its empty `owners` list back to the
+#   constructor, which then warns that `owners` is a beta parameter;
+# - the CLI's `--select` / `--assets` parser passes `include_sources` to AssetSelection itself.
+warnings.filterwarnings("ignore", message=r"Parameter `owners` of initializer `SensorDefinition", category=dg.BetaWarning)
+warnings.filterwarnings("ignore", message=r"Parameter `include_sources` of function `AssetSelection",
+                        category=dg.BetaWarning)
+
+
 def with_storage(resources: dict | None, settings: Settings | None = None) -> dict:
     """``resources`` (default: :func:`~mouse_pipeline.defs.resources.build_resources` from ``settings``)
     plus, unless given, the IO managers and the (lazy) Spark resource."""
@@ -42,9 +53,13 @@ def with_storage(resources: dict | None, settings: Settings | None = None) -> di
 
 
 def build_definitions(resources: dict | None = None, settings: Settings | None = None) -> dg.Definitions:
-    """The main code location, with the given resources (default: from ``settings``, by default read from
-    the environment)."""
+    """The code location, with the given resources (default: from ``settings``, by default read from the
+    environment). The inbox and landing folders are created, so files can be dropped in at once."""
     settings = settings or Settings.from_env()
+    resources = with_storage(resources, settings)
+    mouse_data = resources["mouse_data"]
+    for folder in (mouse_data.inbox(), mouse_data.landing()):  # so that `cp file.csv data/inbox/` just works
+        folder.mkdir(parents=True, exist_ok=True)
     stages = dg.Definitions(
         assets=[
             *dg.load_assets_from_modules([ingestion, features, model, verification, prediction, exploration]),
@@ -58,7 +73,7 @@ def build_definitions(resources: dict | None = None, settings: Settings | None =
     return dg.Definitions.merge(
         stages,
         dg.Definitions(
-            resources=with_storage(resources, settings),
+            resources=resources,
             # Steps are short and share heavy imports (MLflow, scikit-learn): one process beats
             # paying the import in a subprocess per step. It also keeps one Spark session per run.
             executor=dg.in_process_executor,

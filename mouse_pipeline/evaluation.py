@@ -49,9 +49,14 @@ def session_scores(truth: pd.Series, proba: pd.DataFrame) -> dict[str, float]:
     }
 
 
+#: Label of the per-user report's last row: the unweighted mean over users.
+MACRO_AVERAGE = "macro average"
+
+
 @dataclass(frozen=True)
 class EvaluationReport:
-    """Scores, per-user precision/recall/F1 and the confusion matrix (rows: true user)."""
+    """Scores, per-user precision/recall/F1 (plus a last ``macro average`` row) and the confusion matrix
+    (rows: true user)."""
 
     scores: dict[str, float]
     per_user: pd.DataFrame
@@ -64,7 +69,8 @@ def evaluation_report(truth: pd.Series, proba: pd.DataFrame) -> EvaluationReport
     truth = truth.loc[proba.index]
     labels = list(proba.columns)
     report = classification_report(truth, pred, labels=labels, output_dict=True, zero_division=0)
-    per_user = pd.DataFrame({u: report[u] for u in labels}).T.rename_axis("user_id").reset_index()
+    rows = {**{u: report[u] for u in labels}, MACRO_AVERAGE: report["macro avg"]}
+    per_user = pd.DataFrame(rows).T.rename_axis("user_id").reset_index()
     per_user["support"] = per_user["support"].astype(int)
     cm = pd.DataFrame(confusion_matrix(truth, pred, labels=labels), index=labels, columns=labels)
     cm.index.name, cm.columns.name = "true user", "predicted user"
@@ -72,16 +78,32 @@ def evaluation_report(truth: pd.Series, proba: pd.DataFrame) -> EvaluationReport
 
 
 def confusion_heatmap_png(confusion: pd.DataFrame, title: str = "Confusion matrix (sessions)") -> bytes:
-    """The confusion matrix as a PNG heatmap (the notebook's plot); users numbered 0..n-1."""
+    """The confusion matrix as a PNG heatmap (the notebook's plot), user ids on both axes.
+
+    Long ids are shortened to their last 10 characters (prefixed with an ellipsis), which keeps
+    ids such as -2416201411472988629 apart; counts are written in the cells.
+    """
     plt = pyplot()
     n = len(confusion)
-    fig, ax = plt.subplots(figsize=(2 + 0.35 * n, 1.5 + 0.35 * n), dpi=90)
-    image = ax.imshow(confusion.to_numpy(), cmap="Blues")
-    ax.set_xticks(range(n), range(n), fontsize=7)
-    ax.set_yticks(range(n), range(n), fontsize=7)
-    ax.set_xlabel("predicted user (index)")
-    ax.set_ylabel("true user (index)")
+    labels = [_short_id(u) for u in confusion.index]
+    fig, ax = plt.subplots(figsize=(3 + 0.4 * n, 2.5 + 0.4 * n), dpi=90)
+    values = confusion.to_numpy()
+    image = ax.imshow(values, cmap="Blues")
+    ax.set_xticks(range(n), labels, fontsize=7, rotation=90)
+    ax.set_yticks(range(n), labels, fontsize=7)
+    if n <= 40:
+        for (i, j), count in np.ndenumerate(values):
+            if count:
+                ax.text(j, i, str(count), ha="center", va="center", fontsize=6,
+                        color="white" if count > values.max() / 2 else "black")
+    ax.set_xlabel("predicted user")
+    ax.set_ylabel("true user")
     ax.set_title(title, fontsize=10)
     fig.colorbar(image, ax=ax, fraction=0.046)
     fig.tight_layout()
     return png_bytes(fig)
+
+
+def _short_id(user: object, width: int = 10) -> str:
+    text = str(user)
+    return text if len(text) <= width + 1 else "…" + text[-width:]

@@ -21,6 +21,9 @@ from mlflow.tracking import MlflowClient
 from mouse_pipeline.features import FeatureConfig
 
 CHAMPION = "champion"
+#: Experiment tag the MLflow UI reads to choose its view; this value opens the runs (model training).
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+MODEL_TRAINING = "custom_model_development"
 
 
 def file_sha256(path: str | Path) -> str:
@@ -51,6 +54,9 @@ def use_experiment(tracking_uri: str, experiment: str, artifact_root: str | Path
     else:
         location = Path(artifact_root).resolve().as_uri() if artifact_root else None
         experiment_id = client.create_experiment(experiment, artifact_location=location)
+    if found is None or found.tags.get(EXPERIMENT_KIND_TAG) != MODEL_TRAINING:
+        # The MLflow UI (3.x) opens an experiment without this tag in its GenAI view (traces), hiding runs.
+        client.set_experiment_tag(experiment_id, EXPERIMENT_KIND_TAG, MODEL_TRAINING)
     mlflow.set_experiment(experiment_id=experiment_id)
     return experiment_id
 

@@ -52,6 +52,7 @@ def trained(tmp_path_factory, small_simulation):
 def test_retrain_job_covers_ingestion_to_predictions(trained):
     assert materialized(trained["result"]) == ALL_ASSETS
     assert (trained["tmp"] / "data" / "predictions" / "Predicted_mouse.csv").exists()
+    assert not (trained["tmp"] / "data" / "predictions" / "verification.csv").exists()  # no claims given
 
 
 def test_predictions_use_the_champions_feature_settings(trained):

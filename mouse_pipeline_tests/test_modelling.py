@@ -7,7 +7,9 @@ import pandas as pd
 import pytest
 
 from mouse_pipeline import contract as c
-from mouse_pipeline.evaluation import evaluation_report, session_probabilities, session_scores, top_k_accuracy
+from mouse_pipeline.evaluation import (
+    confusion_heatmap_png, evaluation_report, session_probabilities, session_scores, top_k_accuracy,
+)
 from mouse_pipeline.features import FeatureConfig, extract_features
 from mouse_pipeline.modelling import (
     SessionPerUserKFold, TrainingSettings, build_feature_matrix, fit_final, select_model, signed_log1p,
@@ -61,7 +63,12 @@ def test_session_scores_and_top3():
     assert top_k_accuracy(truth, proba, 2) == pytest.approx(1.0)
     report = evaluation_report(truth, proba)
     assert report.confusion.loc["b", "a"] == 1 and report.confusion.loc["b", "c"] == 1
-    assert set(report.per_user["user_id"]) == {"a", "b", "c"}
+    assert report.per_user["user_id"].tolist() == ["a", "b", "c", "macro average"]
+    macro = report.per_user.set_index("user_id").loc["macro average"]
+    assert macro["f1-score"] == pytest.approx(scores["macro_f1"]) and macro["support"] == 3
+    png = confusion_heatmap_png(pd.DataFrame([[2, 0], [1, 3]], index=["-2416201411472988629", "u2"],
+                                             columns=["-2416201411472988629", "u2"]))
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_window_probabilities_are_averaged_per_session():

@@ -55,6 +55,11 @@ def test_materialize_all_selects_only_unpartitioned_assets_of_one_location(tmp_p
         assert node.partitions_def is not None and not node.is_executable
 
 
+def test_inbox_and_landing_folders_exist_once_the_definitions_load(tmp_path):
+    build_definitions(pipeline_resources(tmp_path))
+    assert (tmp_path / "data" / "inbox").is_dir() and (tmp_path / "data" / "landing").is_dir()
+
+
 def test_package_exposes_its_definitions_to_dagster():
     import mouse_pipeline
 

@@ -213,7 +213,7 @@ def model_evaluation(
             "cv_top3_accuracy": report.scores["top3_accuracy"],
             "train_macro_f1": user_identifier.train_scores["macro_f1"],
             "overfit_gap_macro_f1": gap,
-            "worst_user_f1": float(report.per_user["f1-score"].min()),
+            "worst_user_f1": float(report.per_user["f1-score"].iloc[:-1].min()),  # the last row: macro average
             "per_user": table_preview(report.per_user.round(3), rows=100, columns=None),
             "confusion_matrix": png_markdown(png, "confusion matrix"),
             "report_dir": dg.MetadataValue.path(str(reports)),

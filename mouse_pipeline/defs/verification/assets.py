@@ -98,10 +98,9 @@ def verification(
     unknown session or user are kept, rejected, and reported."""
     out = mouse_data.output_dir("predictions") / "verification.csv"
     if not mouse_data.claims_csv:
-        pd.DataFrame(columns=["session_id", "claimed_user_id", "score", "accepted", "threshold", "problem"]
-                     ).to_csv(out, index=False)
-        return dg.MaterializeResult(metadata={"claims": 0, "note": "no MOUSE_CLAIMS_CSV configured",
-                                              "path": dg.MetadataValue.path(str(out))})
+        out.unlink(missing_ok=True)  # decisions of earlier claims would read as current ones
+        return dg.MaterializeResult(metadata={"claims": 0, "note": "no MOUSE_CLAIMS_CSV configured: nothing to "
+                                                                   "verify, no verification.csv written"})
     claims = read_claims(Path(mouse_data.claims_csv))
     champion = mlflow_tracking.champion()
     threshold = champion.metrics.get("verification_threshold")
