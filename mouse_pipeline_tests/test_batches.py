@@ -30,6 +30,8 @@ def test_landing_sensor_registers_each_new_batch_once(tmp_path):
     defs = build_definitions(res)
     sensor = defs.resolve_sensor_def("landing_sensor")
     instance = dg.DagsterInstance.ephemeral()
+    assert landing.is_dir()  # made when the definitions load
+    landing.rmdir()
     assert isinstance(sensor(dg.build_sensor_context(instance=instance, resources=res)), dg.SkipReason)  # no dir
 
     landing.mkdir()
