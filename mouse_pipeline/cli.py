@@ -51,7 +51,7 @@ def _score(args: argparse.Namespace, settings: Settings) -> int:
     sessions = result.sessions
     low = int((sessions["probability"] < args.low_confidence).sum())
     print(f"{result.ingest.rows_accepted:,} rows accepted, {result.ingest.rows_rejected:,} rejected; "
-          f"{len(sessions)} sessions scored with {settings.model_name} version {result.model_version}; "
+          f"{len(sessions)} sessions scored with {result.scored.champion.describe()}; "
           f"{low} below probability {args.low_confidence}")
     with_runner_up = sessions.assign(probability=sessions["probability"].round(3),
                                      runner_up_probability=sessions["runner_up_probability"].round(3))

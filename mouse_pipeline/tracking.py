@@ -7,6 +7,7 @@ at a temporary SQLite store and Dagster resources only pass settings in.
 from __future__ import annotations
 
 import hashlib
+import json
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
 from mlflow.tracking import MlflowClient
 
+from mouse_pipeline.champion import Contender, DataIdentity, GateDecision, decide
 from mouse_pipeline.features import FeatureConfig
 
 CHAMPION = "champion"
@@ -119,18 +121,6 @@ def log_training_run(
     return LoggedModel(run.info.run_id, model_uri, version)
 
 
-@dataclass(frozen=True)
-class GateDecision:
-    """What the champion gate decided for a new model version."""
-
-    version: str
-    promoted: bool
-    score: float
-    previous_version: str | None
-    previous_score: float | None
-    message: str
-
-
 def champion_version(client: MlflowClient, name: str, alias: str = CHAMPION):
     """The model version holding ``alias``, or None."""
     try:
@@ -140,44 +130,37 @@ def champion_version(client: MlflowClient, name: str, alias: str = CHAMPION):
 
 
 def gate_champion(
-    client: MlflowClient, name: str, version: str, score: float, tolerance: float,
-    metric: str = "cv_macro_f1", alias: str = CHAMPION,
+    client: MlflowClient, name: str, version: str, score: float, identity: DataIdentity | None, tolerance: float,
+    min_macro_f1: float | None = None, metric: str = "cv_macro_f1", alias: str = CHAMPION,
 ) -> GateDecision:
-    """Give ``version`` the champion alias unless it is worse than the current champion.
+    """Run the champion gate (:func:`mouse_pipeline.champion.decide`) for ``version`` and record it.
 
-    The new version is promoted when there is no champion, or when
-    ``score >= champion_score - tolerance`` (the champion's score is its run's
-    ``metric``). Either way the version is tagged with the decision.
+    The version is tagged with its training-data identity (``data.*``), the
+    decision (``champion_gate``: promoted or rejected) and its reason; it takes
+    ``alias`` when promoted. The champion's score is its run's ``metric``.
     """
+    for key, value in (identity.tags() if identity else {}).items():
+        client.set_model_version_tag(name, version, key, value)
     current = champion_version(client, name, alias)
-    previous_score = None
+    champion = None
     if current is not None:
-        previous_score = client.get_run(current.run_id).data.metrics.get(metric)
-    if current is None or previous_score is None:
-        promoted, message = True, f"version {version} is the first {alias} ({metric}={score:.4f})"
-    elif str(current.version) == str(version):
-        promoted, message = True, f"version {version} already holds {alias}"
-    elif score >= previous_score - tolerance:
-        promoted = True
-        message = (f"version {version} ({metric}={score:.4f}) replaces {alias} version "
-                   f"{current.version} ({metric}={previous_score:.4f}, tolerance {tolerance})")
-    else:
-        promoted = False
-        message = (f"version {version} ({metric}={score:.4f}) stays registered without the {alias} "
-                   f"alias: version {current.version} scores {previous_score:.4f} "
-                   f"(more than {tolerance} better)")
-    if promoted:
+        previous_score = client.get_run(current.run_id).data.metrics.get(metric, float("nan"))
+        champion = Contender(str(current.version), previous_score, DataIdentity.from_tags(current.tags or {}))
+    decision = decide(Contender(str(version), score, identity), champion, tolerance, min_macro_f1, metric)
+    if decision.promoted:
         client.set_registered_model_alias(name, alias, version)
-    client.set_model_version_tag(name, version, "champion_gate", "promoted" if promoted else "rejected")
+    client.set_model_version_tag(name, version, "champion_gate", "promoted" if decision.promoted else "rejected")
+    client.set_model_version_tag(name, version, "champion_gate.reason", decision.message[:4000])
     client.set_model_version_tag(name, version, metric, f"{score:.6f}")
-    return GateDecision(
-        version=str(version),
-        promoted=promoted,
-        score=score,
-        previous_version=None if current is None else str(current.version),
-        previous_score=previous_score,
-        message=message,
-    )
+    return decision
+
+
+def log_gate(client: MlflowClient, run_id: str, decision: GateDecision) -> None:
+    """The gate's decision on the challenger's run: tags and the evidence as ``champion_gate.json``."""
+    client.set_tag(run_id, "champion_gate", "promoted" if decision.promoted else "rejected")
+    client.set_tag(run_id, "champion_gate.reason", decision.message[:4000])
+    client.set_tag(run_id, "champion_gate.handover", str(decision.handover).lower())
+    client.log_text(run_id, json.dumps(decision.record(), indent=1, default=str), "champion_gate.json")
 
 
 @dataclass(frozen=True)
@@ -199,16 +182,20 @@ class Champion:
     feature_config: FeatureConfig
 
     @property
+    def identity(self) -> DataIdentity | None:
+        """What the champion was trained on (None for a version registered before identities were kept)."""
+        return DataIdentity.from_tags(self.tags)
+
+    @property
     def unknown_threshold(self) -> float | None:
         """The calibrated open-set threshold (None before calibration)."""
         return self.metrics.get("unknown_threshold")
 
     def describe(self) -> str:
         """One line naming the model version and its training data."""
-        data = self.params.get("train_file", "?")
-        simulated = " (simulated)" if self.params.get("simulated_data") == "True" else ""
-        return (f"{self.name} version {self.version}, trained on {data}{simulated} "
-                f"({self.params.get('train_users', '?')} users)")
+        identity = self.identity
+        data = identity.describe() if identity else "data of unknown identity"
+        return f"{self.name} version {self.version}, trained on {data}"
 
 
 def feature_config_of(params: dict[str, str]) -> FeatureConfig:

@@ -15,6 +15,7 @@ from mouse_pipeline import contract as c
 from mouse_pipeline.definitions import build_definitions
 from mouse_pipeline.defs.resources import build_resources
 from mouse_pipeline.settings import Settings, settings_table
+from mouse_pipeline.simulate import simulate
 from mouse_pipeline_tests.conftest import (
     ALL_ASSETS,
     BATCH_ASSETS,
@@ -228,3 +229,30 @@ def test_settings_are_read_from_the_environment_once(monkeypatch):
     monkeypatch.setenv("MOUSE_WINDOW_SIZE", "ten")
     with pytest.raises(ValueError, match="MOUSE_WINDOW_SIZE='ten'"):
         Settings.from_env()
+
+
+def test_a_champion_of_other_data_is_handed_over_or_refused_never_served(tmp_path, small_simulation):
+    """Simulated data, then other users in the same data folder: their model takes over; a useless model
+    of the new data is not promoted, and predictions refuse the old champion instead of naming its users."""
+    first = small_simulation.write(tmp_path / "first")
+    other = simulate(users=5, sessions=4, test_sessions=1, actions_per_session=8, seed=99).write(tmp_path / "other")
+    instance = dg.DagsterInstance.ephemeral()
+    assert run_assets(build_definitions(pipeline_resources(tmp_path, first["train"], first["test"])),
+                      "* and not group:exploration", FAST_CONFIG, instance).success
+    defs = build_definitions(pipeline_resources(tmp_path, other["train"], other["test"]))
+
+    useless = {"ops": {**FAST_CONFIG["ops"], "user_identifier": {"config": {
+        **FAST_TRAINING, "hidden_layer_sizes": [[1]], "max_iter": 1, "alpha": [100.0]}}}}
+    refused = run_assets(defs, "* and not group:exploration", useless, instance)
+    assert not refused.success
+    trained = refused.output_for_node("user_identifier")
+    assert not trained.gate.promoted and "failed validation" in trained.gate.message
+    assert "does not belong to the current data" in step_failure(refused)
+    assert "other users" in step_failure(refused)
+
+    handed_over = run_assets(defs, "* and not group:exploration", FAST_CONFIG, instance)
+    assert handed_over.success
+    gate = handed_over.output_for_node("user_identifier").gate
+    assert gate.promoted and gate.handover and "does not belong to the current data" in gate.message
+    rows = pd.read_csv(tmp_path / "data" / "predictions" / "Predicted_mouse.csv", dtype={c.USER_ID: str})
+    assert set(rows[c.USER_ID]) <= set(pd.read_csv(other["train"], dtype={c.USER_ID: str})[c.USER_ID])

@@ -10,6 +10,7 @@ from mlflow.tracking import MlflowClient
 from sklearn.dummy import DummyClassifier
 
 from mouse_pipeline import tracking
+from mouse_pipeline.champion import DataIdentity
 from mouse_pipeline.features import FeatureConfig
 
 NAME = "gate-test-model"
@@ -31,19 +32,47 @@ def register(score: float, X: pd.DataFrame, y: np.ndarray) -> str:
     return version
 
 
-def test_gate_promotes_better_and_keeps_worse_out(store):
+def identity(users=("u1", "u2"), simulated=False, shift=0) -> DataIdentity:
+    sessions = [f"s{i + shift}" for i in range(4)]
+    return DataIdentity.of([users[i % len(users)] for i in range(4)], sessions,
+                           {s: i % 2 for i, s in enumerate(sessions)}, simulated, "train.csv")
+
+
+def test_gate_keeps_a_better_champion_of_the_same_data_and_promotes_one_within_tolerance(store):
     X = pd.DataFrame({"a": [0.0, 1.0, 2.0, 3.0]})
     y = np.array(["u1", "u2", "u1", "u2"])
     client = MlflowClient(store)
-    first = tracking.gate_champion(client, NAME, register(0.80, X, y), 0.80, tolerance=0.02)
+    same = identity()
+    first = tracking.gate_champion(client, NAME, register(0.80, X, y), 0.80, same, tolerance=0.02)
     assert first.promoted and first.previous_version is None
-    within = tracking.gate_champion(client, NAME, register(0.79, X, y), 0.79, tolerance=0.02)
-    assert within.promoted and within.previous_version == "1"
-    worse = tracking.gate_champion(client, NAME, register(0.70, X, y), 0.70, tolerance=0.02)
+    within = tracking.gate_champion(client, NAME, register(0.79, X, y), 0.79, same, tolerance=0.02)
+    assert within.promoted and within.previous_version == "1" and not within.handover
+    worse = tracking.gate_champion(client, NAME, register(0.70, X, y), 0.70, same, tolerance=0.02)
     assert not worse.promoted
     assert "stays registered without the champion alias" in worse.message
     assert str(client.get_model_version_by_alias(NAME, "champion").version) == "2"
-    assert client.get_model_version(NAME, "3").tags["champion_gate"] == "rejected"
+    tags = client.get_model_version(NAME, "3").tags
+    assert tags["champion_gate"] == "rejected" and tags["data.sessions_sha256"] == same.sessions_sha256
+    assert worse.evidence()["passed"].tolist() == [True, True, False]
+
+
+def test_a_champion_of_other_data_never_stays_over_a_valid_model_of_the_current_data(store):
+    X = pd.DataFrame({"a": [0.0, 1.0, 2.0, 3.0]})
+    y = np.array(["u1", "u2", "u1", "u2"])
+    client = MlflowClient(store)
+    simulated = identity(users=("sim-a", "sim-b"), simulated=True)
+    assert tracking.gate_champion(client, NAME, register(0.97, X, y), 0.97, simulated, tolerance=0.02).promoted
+    real = identity()
+    handover = tracking.gate_champion(client, NAME, register(0.60, X, y), 0.60, real, tolerance=0.02)
+    assert handover.promoted and handover.handover
+    assert "does not belong to the current data" in handover.message and "simulated" in handover.message
+    other_sessions = identity(shift=10)  # same users, other sessions: scores are not comparable
+    again = tracking.gate_champion(client, NAME, register(0.55, X, y), 0.55, other_sessions, tolerance=0.02)
+    assert again.promoted and again.handover and "other sessions" in again.message
+    guessing = tracking.gate_champion(client, NAME, register(0.30, X, y), 0.30, identity(shift=20), tolerance=0.02)
+    assert not guessing.promoted and "failed validation" in guessing.message
+    champion = tracking.load_champion(store, NAME)
+    assert champion.version == again.version and champion.identity == other_sessions
 
 
 def test_registered_model_reloads_and_predicts_the_same(store, tmp_path):
@@ -55,7 +84,7 @@ def test_registered_model_reloads_and_predicts_the_same(store, tmp_path):
     with mlflow.start_run():
         mlflow.log_metric("cv_macro_f1", 0.5)
         _, version = tracking.log_sklearn_model(model, X.head(3), NAME)
-    tracking.gate_champion(MlflowClient(store), NAME, version, 0.5, 0.0)
+    tracking.gate_champion(MlflowClient(store), NAME, version, 0.5, identity(), 0.0)
     champion = tracking.load_champion(store, NAME)
     assert champion.version == version and champion.metrics["cv_macro_f1"] == 0.5
     assert champion.feature_config == FeatureConfig()  # no features.* params: the defaults

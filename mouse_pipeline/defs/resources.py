@@ -18,6 +18,7 @@ import dagster as dg
 from mlflow.tracking import MlflowClient
 from pydantic import PrivateAttr
 
+from mouse_pipeline.champion import DataIdentity, belongs_to
 from mouse_pipeline.features import FeatureConfig
 from mouse_pipeline.settings import DEFAULT_MODEL_NAME, Settings
 from mouse_pipeline.simulate import TEST_FILE, TRAIN_FILE, simulate
@@ -200,13 +201,26 @@ class MlflowResource(dg.ConfigurableResource):
     def client(self) -> MlflowClient:
         return MlflowClient(self.uri())
 
-    def champion(self) -> Champion:
+    def champion(self, data: DataIdentity | None = None, allow_foreign: bool = False) -> Champion:
         """The registered champion (:func:`~mouse_pipeline.tracking.load_champion`), or a failure saying
-        how to get one."""
+        how to get one.
+
+        With ``data`` (the identity of the current training data), a champion trained on other data
+        is refused with the reason, unless ``allow_foreign``.
+        """
         try:
-            return load_champion(self.uri(), self.registered_model_name)
+            champion = load_champion(self.uri(), self.registered_model_name)
         except LookupError as exc:
             raise dg.Failure(str(exc)) from exc
+        if data is not None and not allow_foreign:
+            fits, why = belongs_to(champion.identity, data)
+            if not fits:
+                raise dg.Failure(
+                    f"the champion ({champion.describe()}) does not belong to the current data ({data.describe()}): "
+                    f"{why}. Its predictions would name users of other data. Retrain (the newest model of this "
+                    "data failed the champion gate: see user_identifier's champion_gate), or set "
+                    "allow_foreign_champion in the run config to score anyway.")
+        return champion
 
 
 def build_resources(settings: Settings | None = None) -> dict[str, dg.ConfigurableResource]:

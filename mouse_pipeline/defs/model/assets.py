@@ -12,6 +12,7 @@ from pydantic import Field
 from sklearn.pipeline import Pipeline
 
 from mouse_pipeline import tracking
+from mouse_pipeline.champion import DataIdentity, GateDecision
 from mouse_pipeline.defs.metadata import png_markdown, table_preview
 from mouse_pipeline.defs.resources import FeatureEngineResource, MlflowResource, MouseDataResource
 from mouse_pipeline.evaluation import (
@@ -23,6 +24,7 @@ from mouse_pipeline.evaluation import (
 from mouse_pipeline.modelling import (
     CrossValidation,
     FeatureMatrix,
+    SessionPerUserKFold,
     TrainingSettings,
     build_feature_matrix,
     fit_final,
@@ -70,7 +72,8 @@ class TrainedModel:
     train_scores: dict[str, float]
     run_id: str
     version: str | None
-    gate: tracking.GateDecision | None
+    gate: GateDecision | None
+    identity: DataIdentity
 
 
 @dg.asset(group_name=GROUP)
@@ -125,11 +128,13 @@ def user_identifier(
     )
 
     files = mouse_data.event_files()
+    folds = SessionPerUserKFold(settings.n_splits, settings.random_state).session_folds(m.labels, m.sessions)
+    identity = DataIdentity.of(m.labels, m.sessions, folds, files.simulated, files.train.name)
     ingest = _latest_metadata(context, "raw_train_events")
     mlflow_tracking.use_experiment()
     logged = tracking.log_training_run(
         run_name=f"train-{context.run_id[:8]}",
-        tags={"dagster_run_id": context.run_id},
+        tags={"dagster_run_id": context.run_id, **identity.tags()},
         params={
             **{f"settings.{k}": v for k, v in asdict(settings).items()},
             **{f"features.{k}": v for k, v in asdict(feature_engine.config()).items()},
@@ -137,7 +142,7 @@ def user_identifier(
             "champion_family": best.candidate.family,
             **{f"model.{k}": v for k, v in best.candidate.params.items()},
             "n_features": len(m.columns),
-            "train_file": str(files.train),
+            "train_file": files.train.name,
             "train_file_sha256": tracking.file_sha256(files.train),
             "simulated_data": files.simulated,
             "train_rows": len(m.train),
@@ -162,10 +167,10 @@ def user_identifier(
     if logged.version is not None:
         client = mlflow_tracking.client()
         gate = tracking.gate_champion(client, mlflow_tracking.registered_model_name, logged.version,
-                                      best.scores["macro_f1"], mlflow_tracking.champion_tolerance)
-        client.set_tag(logged.run_id, "champion_gate", gate.message)
+                                      best.scores["macro_f1"], identity, mlflow_tracking.champion_tolerance)
+        tracking.log_gate(client, logged.run_id, gate)
     context.log.info(gate.message if gate else "model logged without registration")
-    trained = TrainedModel(pipeline, best, candidates, train_scores, logged.run_id, logged.version, gate)
+    trained = TrainedModel(pipeline, best, candidates, train_scores, logged.run_id, logged.version, gate, identity)
     return dg.Output(
         trained,
         metadata={
@@ -180,6 +185,9 @@ def user_identifier(
             "model_version": logged.version or "",
             "champion": bool(gate and gate.promoted),
             "champion_gate": gate.message if gate else "not registered",
+            "champion_handover": bool(gate and gate.handover),
+            "gate_evidence": table_preview(gate.evidence(), rows=10, columns=None) if gate else "none",
+            "training_data": identity.describe(),
         },
     )
 

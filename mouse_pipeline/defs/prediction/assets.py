@@ -5,6 +5,7 @@ import pandas as pd
 
 from mouse_pipeline import contract as c
 from mouse_pipeline.defs.metadata import table_preview
+from mouse_pipeline.defs.model.assets import TrainedModel
 from mouse_pipeline.defs.resources import FeatureEngineResource, MlflowResource, MouseDataResource
 from mouse_pipeline.prediction import UNKNOWN
 from mouse_pipeline.scoring import score_events, write_predictions
@@ -14,15 +15,18 @@ GROUP = "prediction"
 
 
 class PredictionRunConfig(dg.Config):
-    """A session whose top probability is below ``low_confidence_below`` counts as low-confidence."""
+    """A session whose top probability is below ``low_confidence_below`` counts as low-confidence;
+    ``allow_foreign_champion`` scores with a champion trained on other data (refused by default)."""
 
     low_confidence_below: float = DEFAULT_LOW_CONFIDENCE
+    allow_foreign_champion: bool = False
 
 
-@dg.asset(group_name=GROUP, deps=["user_identifier", "verification_calibration"])
+@dg.asset(group_name=GROUP, deps=["verification_calibration"])
 def predictions(
     context: dg.AssetExecutionContext,
     config: PredictionRunConfig,
+    user_identifier: TrainedModel,
     test_session_features: pd.DataFrame,
     raw_test_events: pd.DataFrame,
     mlflow_tracking: MlflowResource,
@@ -33,7 +37,7 @@ def predictions(
     ``predictions/Predicted_mouse.csv`` (every test row, original order, notebook format) and
     ``predictions/session_predictions.csv`` (one row per session with runner-up, and the
     open-set ``verdict``: the user, or ``unknown`` below the champion's calibrated threshold)."""
-    champion = mlflow_tracking.champion()
+    champion = mlflow_tracking.champion(user_identifier.identity, config.allow_foreign_champion)
     scored = score_events(champion, raw_test_events, test_session_features, feature_engine.config())
     paths = write_predictions(scored, mouse_data.output_dir("predictions"))
     sessions = scored.sessions

@@ -26,6 +26,12 @@ from mouse_pipeline.verification import (
 GROUP = "verification"
 
 
+class VerificationRunConfig(dg.Config):
+    """``allow_foreign_champion`` decides claims with a champion trained on other data (refused by default)."""
+
+    allow_foreign_champion: bool = False
+
+
 class CalibrationRunConfig(dg.Config):
     """Target false-accept rates and the cost of the leave-one-user-out evaluation."""
 
@@ -90,8 +96,9 @@ def verification_calibration(
 
 @dg.asset(group_name=GROUP, deps=[verification_calibration])
 def verification(
-    test_session_features: pd.DataFrame, raw_test_events: pd.DataFrame, mouse_data: MouseDataResource,
-    mlflow_tracking: MlflowResource, feature_engine: FeatureEngineResource,
+    config: VerificationRunConfig, user_identifier: TrainedModel, test_session_features: pd.DataFrame,
+    raw_test_events: pd.DataFrame, mouse_data: MouseDataResource, mlflow_tracking: MlflowResource,
+    feature_engine: FeatureEngineResource,
 ) -> dg.MaterializeResult:
     """Decisions on the claims in MOUSE_CLAIMS_CSV (session_id, claimed_user_id) by the champion
     at its calibrated threshold, written to ``predictions/verification.csv``; claims naming an
@@ -102,7 +109,7 @@ def verification(
         return dg.MaterializeResult(metadata={"claims": 0, "note": "no MOUSE_CLAIMS_CSV configured: nothing to "
                                                                    "verify, no verification.csv written"})
     claims = read_claims(Path(mouse_data.claims_csv))
-    champion = mlflow_tracking.champion()
+    champion = mlflow_tracking.champion(user_identifier.identity, config.allow_foreign_champion)
     threshold = champion.metrics.get("verification_threshold")
     if threshold is None:
         raise dg.Failure(f"champion version {champion.version} has no calibrated verification threshold: "
