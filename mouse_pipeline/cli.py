@@ -28,6 +28,7 @@ STEPS = 4
 def _score(args: argparse.Namespace, settings: Settings) -> int:
     from tqdm import tqdm
 
+    from mouse_pipeline.outputs import MANIFEST, write_result_files
     from mouse_pipeline.scoring import output_name, score_file
     from mouse_pipeline.tracking import load_champion
 
@@ -43,7 +44,9 @@ def _score(args: argparse.Namespace, settings: Settings) -> int:
         try:
             progress("loading the champion model")
             champion = load_champion(settings.mlflow_uri, settings.model_name)
-            result = score_file(args.file, out, champion, progress)
+            result = score_file(args.file, champion, progress)
+            write_result_files(out, result.tables(), result.info(), escape=settings.escape_csv_formulas)
+            progress(f"wrote predictions to {out}")
         except (EventFileError, LookupError, ValueError) as exc:
             bar.close()
             print(f"error: {exc}", file=sys.stderr)
@@ -56,7 +59,7 @@ def _score(args: argparse.Namespace, settings: Settings) -> int:
     with_runner_up = sessions.assign(probability=sessions["probability"].round(3),
                                      runner_up_probability=sessions["runner_up_probability"].round(3))
     print(with_runner_up.to_string(index=False))
-    print(f"written: {', '.join(str(p) for p in result.files.values())}")
+    print(f"written: {', '.join(str(out / name) for name in [*result.tables(), MANIFEST])}")
     return 0
 
 

@@ -16,6 +16,7 @@ import pandas as pd
 
 from mouse_pipeline import contract as c
 from mouse_pipeline.figures import png_bytes, pyplot
+from mouse_pipeline.outputs import write_atomic
 
 #: Colour of each (from, to) event transition in trajectory plots; other pairs are grey.
 TRANSITION_COLOURS = {
@@ -128,7 +129,8 @@ def write_user_plots(events: pd.DataFrame, out_dir: str | Path) -> list[Path]:
         stem = plot_file_stem(user)
         for kind, draw in (("trajectories", trajectories_png), ("timelines", timelines_png)):
             path = out / f"{kind}_{stem}.png"
-            path.write_bytes(draw(user_events, f"user {user}: {kind}"))
+            png = draw(user_events, f"user {user}: {kind}")
+            write_atomic(path, lambda tmp, png=png: tmp.write_bytes(png))
             written.append(path)
     for stale in set(out.glob("*.png")) - set(written):
         stale.unlink()

@@ -5,20 +5,22 @@
 score`` command all call: features with the settings the champion was
 trained with (read from its MLflow run), the champion's session
 predictions, open-set verdicts at its calibrated threshold, and every row
-labelled. :func:`score_file` adds ingestion of a CSV and writes the files.
+labelled. :func:`score_file` adds ingestion of a CSV; :func:`prediction_tables` and
+:func:`prediction_info` are the files and manifest every caller writes (with
+:mod:`mouse_pipeline.outputs`).
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pandas as pd
 
 from mouse_pipeline.features import FeatureConfig, extract_features
-from mouse_pipeline.ingest import IngestResult, read_events
+from mouse_pipeline.ingest import EventFileError, IngestResult, read_events
 from mouse_pipeline.prediction import label_test_rows, predict_sessions
 from mouse_pipeline.tracking import Champion
 
@@ -59,18 +61,32 @@ def score_events(champion: Champion, events: pd.DataFrame, features: pd.DataFram
     return Scored(sessions, label_test_rows(events, sessions), table, champion)
 
 
-def write_predictions(scored: Scored, out_dir: str | Path, rejected: pd.DataFrame | None = None) -> dict[str, Path]:
-    """Write ``Predicted_mouse.csv``, ``session_predictions.csv`` (and ``rejected_events.csv``) into
-    ``out_dir``; return their paths by name."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    paths = {"predicted_rows": out / PREDICTED_ROWS_FILE, "session_predictions": out / SESSION_PREDICTIONS_FILE}
-    scored.rows.to_csv(paths["predicted_rows"], index=False)
-    scored.sessions.to_csv(paths["session_predictions"], index=False)
+def prediction_tables(scored: Scored, rejected: pd.DataFrame | None = None) -> dict[str, pd.DataFrame]:
+    """The files of one prediction, by file name: ``Predicted_mouse.csv`` (every row, notebook format),
+    ``session_predictions.csv`` (with the model version) and, when given, ``rejected_events.csv``."""
+    sessions = scored.sessions.assign(model_version=scored.champion.version)
+    tables = {PREDICTED_ROWS_FILE: scored.rows, SESSION_PREDICTIONS_FILE: sessions}
     if rejected is not None:
-        paths["rejected"] = out / REJECTED_FILE
-        rejected.to_csv(paths["rejected"], index=False)
-    return paths
+        tables[REJECTED_FILE] = rejected
+    return tables
+
+
+def prediction_info(scored: Scored, source: str, **extra) -> dict:
+    """What a prediction's manifest says: the model, its training data, the scored file, the threshold."""
+    champion = scored.champion
+    identity = champion.identity
+    return {
+        "source": source,
+        "model": champion.describe(),
+        "model_name": champion.name,
+        "model_version": champion.version,
+        "mlflow_run_id": champion.run_id,
+        "training_data": identity.tags() if identity else None,
+        "unknown_threshold": champion.unknown_threshold,
+        "sessions": len(scored.sessions),
+        "created_utc": pd.Timestamp.now(tz="UTC").isoformat(),
+        **extra,
+    }
 
 
 @dataclass(frozen=True)
@@ -80,7 +96,6 @@ class ScoringResult:
     source_file: str
     ingest: IngestResult
     scored: Scored
-    files: dict[str, Path]
 
     @property
     def sessions(self) -> pd.DataFrame:
@@ -90,17 +105,28 @@ class ScoringResult:
     def model_version(self) -> str:
         return self.scored.champion.version
 
+    def tables(self) -> dict[str, pd.DataFrame]:
+        return prediction_tables(self.scored, self.ingest.rejected)
+
+    def info(self, **extra) -> dict:
+        return prediction_info(self.scored, Path(self.source_file).name, **extra)
+
 
 def output_name(path: str | Path) -> str:
     """A folder name derived from an input file: its stem, made filesystem-safe."""
     return re.sub(r"[^A-Za-z0-9._-]+", "_", Path(path).stem) or "input"
 
 
-def score_file(
-    path: str | Path, out_dir: str | Path, champion: Champion, progress: Callable[[str], None] | None = None,
-) -> ScoringResult:
-    """Validate, featurise and predict one unlabelled events CSV with ``champion``; write the predictions
-    (:func:`write_predictions`, rejected rows included).
+def relabel(result: IngestResult, source_name: str) -> IngestResult:
+    """``result`` of reading a staged copy, with the original file's name in its rejected rows."""
+    return replace(result, source_file=source_name, rejected=result.rejected.assign(source_file=source_name))
+
+
+def score_file(path: str | Path, champion: Champion, progress: Callable[[str], None] | None = None,
+               source_name: str | None = None) -> ScoringResult:
+    """Validate, featurise and predict one unlabelled events CSV with ``champion`` (nothing is written:
+    see :func:`prediction_tables` and :mod:`mouse_pipeline.outputs`). ``source_name`` names the original
+    file when ``path`` is a staged copy of it.
 
     Raises
     ------
@@ -110,12 +136,15 @@ def score_file(
         When no row of the file is valid.
     """
     step = progress or (lambda _message: None)
-    step(f"reading {path}")
-    ingest = read_events(path, labelled=False)
+    name = source_name or str(path)
+    step(f"reading {name}")
+    try:
+        ingest = read_events(path, labelled=False)
+    except EventFileError as exc:
+        raise EventFileError(str(exc).replace(str(path), name)) from exc
+    if source_name:
+        ingest = relabel(ingest, source_name)
     if ingest.events.empty:
-        raise ValueError(f"{path}: no valid rows to score ({ingest.rows_rejected} rejected)")
+        raise ValueError(f"{name}: no valid rows to score ({ingest.rows_rejected} rejected)")
     step(f"featurising and predicting {ingest.rows_accepted:,} events")
-    scored = score_events(champion, ingest.events)
-    files = write_predictions(scored, out_dir, ingest.rejected)
-    step(f"wrote predictions to {out_dir}")
-    return ScoringResult(str(path), ingest, scored, files)
+    return ScoringResult(name, ingest, score_events(champion, ingest.events))

@@ -27,6 +27,7 @@ DEFAULT_MODEL_NAME = "mouse-user-identifier"
 #: A session whose top probability is below this is reported as low-confidence.
 DEFAULT_LOW_CONFIDENCE = 0.5
 _SWITCH_ON = ("on", "1", "true", "yes", "running")
+_SWITCH_OFF = ("off", "0", "false", "no", "stopped")
 
 
 def _setting(env: str, default: Any, meaning: str, shown_default: str | None = None):
@@ -50,6 +51,8 @@ class Settings:
     inbox_dir: str = _setting("MOUSE_INBOX_DIR", "", "folder watched by the inbox sensor", "`$MOUSE_DATA_DIR/inbox`")
     landing_dir: str = _setting("MOUSE_LANDING_DIR", "", "folder of training batches, each `*.csv` a partition",
                                 "`$MOUSE_DATA_DIR/landing`")
+    settle_seconds: float = _setting("MOUSE_SETTLE_SECONDS", 0.0, "a dropped file is read once its size and time "
+                                     "have not changed for this long (0: two sensor intervals)", "`0`")
     window_size: int = _setting("MOUSE_WINDOW_SIZE", _FEATURES.window_size,
                                 "cut sessions into windows of this many units (0: one row per session)")
     window_unit: str = _setting("MOUSE_WINDOW_UNIT", _FEATURES.window_unit, "`events` or `actions`")
@@ -70,6 +73,8 @@ class Settings:
                                          "than this")
     retrain_cron: str = _setting("MOUSE_RETRAIN_CRON", "0 3 * * 1", "when the `weekly_retrain` schedule runs")
     retrain_schedule: str = _setting("MOUSE_RETRAIN_SCHEDULE", "off", "`on` starts the schedule switched on")
+    escape_csv_formulas: bool = _setting("MOUSE_ESCAPE_CSV_FORMULAS", True, "CSV files for people escape cells a "
+                                         "spreadsheet would run as formulas (`off` for machine consumers)", "`on`")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -85,6 +90,11 @@ class Settings:
             if not raw:
                 continue
             kind = type(f.default)
+            if kind is bool:
+                if raw.lower() not in (*_SWITCH_ON, *_SWITCH_OFF):
+                    raise ValueError(f"{f.metadata['env']}={raw!r}: expected on or off")
+                values[f.name] = raw.lower() in _SWITCH_ON
+                continue
             try:
                 values[f.name] = kind(raw)
             except ValueError as exc:

@@ -6,7 +6,6 @@ at a temporary SQLite store and Dagster resources only pass settings in.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import tempfile
 from dataclasses import dataclass
@@ -22,19 +21,11 @@ from mlflow.tracking import MlflowClient
 from mouse_pipeline.champion import Contender, DataIdentity, GateDecision, decide
 from mouse_pipeline.features import FeatureConfig
 
+
 CHAMPION = "champion"
 #: Experiment tag the MLflow UI reads to choose its view; this value opens the runs (model training).
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 MODEL_TRAINING = "custom_model_development"
-
-
-def file_sha256(path: str | Path) -> str:
-    """Hex sha256 of a file, read in blocks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def default_tracking_uri(data_dir: str | Path) -> str:

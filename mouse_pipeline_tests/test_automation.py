@@ -18,8 +18,10 @@ import pytest
 from mouse_pipeline import contract as c
 from mouse_pipeline.cli import main as cli_main
 from mouse_pipeline.definitions import build_definitions
+from mouse_pipeline.defs import file_cursor
 from mouse_pipeline.defs.prediction.inbox import inbox_sensor
 from mouse_pipeline.defs.resources import FeatureEngineResource, MouseDataResource
+from mouse_pipeline.outputs import read_manifest
 from mouse_pipeline.defs.retrain import retrain_schedule
 from mouse_pipeline.settings import Settings
 from mouse_pipeline_tests.conftest import (
@@ -51,7 +53,7 @@ def trained(tmp_path_factory, small_simulation):
 
 def test_retrain_job_covers_ingestion_to_predictions(trained):
     assert materialized(trained["result"]) == ALL_ASSETS
-    assert (trained["tmp"] / "data" / "predictions" / "Predicted_mouse.csv").exists()
+    assert (trained["tmp"] / "data" / "predictions" / "latest" / "Predicted_mouse.csv").exists()
     assert not (trained["tmp"] / "data" / "predictions" / "verification.csv").exists()  # no claims given
 
 
@@ -83,17 +85,35 @@ def test_schedule_is_weekly_stopped_by_default_and_configurable(monkeypatch, tra
     assert len(requests) == 1
 
 
+class Clock:
+    """The sensors' clock, moved by hand."""
+
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture()
+def clock(monkeypatch) -> Clock:
+    fake = Clock()
+    monkeypatch.setattr(file_cursor, "clock", fake)
+    return fake
+
+
 def evaluate(sensor, resources, cursor=None):
     context = dg.build_sensor_context(cursor=cursor, resources=resources)
     data = sensor.evaluate_tick(context)
     return list(data.run_requests or []), data.cursor
 
 
-def test_inbox_sensor_one_run_per_new_or_changed_file(tmp_path, small_files):
+def test_inbox_sensor_one_run_per_new_or_changed_file_once_settled(tmp_path, small_files, clock):
     inbox = tmp_path / "inbox"
     resources = {"mouse_data": MouseDataResource(data_dir=str(tmp_path / "data"), inbox_dir=str(inbox))}
 
-    def tick(cursor=None):
+    def tick(cursor=None, seconds=0.0):
+        clock.now += seconds
         return evaluate(inbox_sensor, resources, cursor)
 
     requests, cursor = tick()
@@ -102,20 +122,51 @@ def test_inbox_sensor_one_run_per_new_or_changed_file(tmp_path, small_files):
     (inbox / "batch one.csv").write_bytes(small_files["test"].read_bytes())
     (inbox / "notes.txt").write_text("not a csv")
     requests, cursor = tick(cursor)
+    assert requests == []  # seen, not settled yet
+    requests, cursor = tick(cursor, 31)  # unchanged for two sensor intervals (15 s each)
     assert len(requests) == 1
     config = requests[0].run_config["ops"]["score_csv"]["config"]
-    assert config["csv_path"].endswith("batch one.csv")
-    assert config["output_name"].startswith("batch_one-")
-    assert tick(cursor)[0] == []  # unchanged: no run
+    assert config["source_name"] == "batch one.csv" and config["output_name"].startswith("batch_one-")
+    staged = Path(config["csv_path"])
+    assert staged.read_bytes() == small_files["test"].read_bytes() and staged.name.startswith(config["sha256"])
+    assert tick(cursor, 60)[0] == []  # unchanged: no run
     os.utime(inbox / "batch one.csv")  # touched, same content: no run
-    assert tick(cursor)[0] == []
+    requests_touched, cursor = tick(cursor, 31)
+    assert tick(cursor, 31)[0] == [] and requests_touched == []
     with (inbox / "batch one.csv").open("a") as handle:
         handle.write("extra-uid,extra-session,1655993031186,2,1.0,1.0\n")
     changed, cursor = tick(cursor)
+    assert changed == []
+    changed, cursor = tick(cursor, 31)
     assert len(changed) == 1 and changed[0].run_key != requests[0].run_key
-    (inbox / "second.csv").write_bytes(small_files["test"].read_bytes())
-    second, cursor = tick(cursor)
+    (inbox / "second.csv.part").write_bytes(small_files["test"].read_bytes())  # still being written
+    assert tick(cursor, 31)[0] == [] and tick(cursor, 62)[0] == []
+    (inbox / "second.csv.part").rename(inbox / "second.csv")  # the writer's rename convention
+    _, cursor = tick(cursor)
+    second, cursor = tick(cursor, 31)
     assert [r.tags["inbox_file"] for r in second] == ["second.csv"]
+
+
+def test_a_file_growing_across_ticks_gives_one_run_after_it_settles(tmp_path, small_files, clock):
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    resources = {"mouse_data": MouseDataResource(data_dir=str(tmp_path / "data"), inbox_dir=str(inbox))}
+    content = small_files["test"].read_bytes()
+    chunks = [content[i:i + len(content) // 6] for i in range(0, len(content), len(content) // 6)]
+    cursor, runs = None, []
+    for chunk in chunks:  # a slow copy: a chunk every 15 s
+        with (inbox / "slow.csv").open("ab") as handle:
+            handle.write(chunk)
+        clock.now += 15
+        requests, cursor = evaluate(inbox_sensor, resources, cursor)
+        runs += requests
+    for _ in range(4):  # then it stays unchanged
+        clock.now += 15
+        requests, cursor = evaluate(inbox_sensor, resources, cursor)
+        runs += requests
+    assert len(runs) == 1
+    staged = Path(runs[0].run_config["ops"]["score_csv"]["config"]["csv_path"])
+    assert staged.read_bytes() == content  # the complete file, not a partial one
 
 
 def test_score_job_writes_predictions_and_fails_clearly_on_a_bad_file(trained, tmp_path):
@@ -133,6 +184,24 @@ def test_score_job_writes_predictions_and_fails_clearly_on_a_bad_file(trained, t
                                     raise_on_error=False)
     assert not failed.success
     assert "bad.csv: missing column(s)" in step_failure(failed)
+
+
+def test_score_job_scores_exactly_the_staged_bytes_or_refuses(trained, tmp_path):
+    job = trained["defs"].resolve_job_def("score_new_sessions")
+    staged, sha256 = file_cursor.stage_copy(trained["files"]["test"], tmp_path / "staging")
+    config = {"csv_path": str(staged), "sha256": sha256, "source_name": "day 1.csv", "output_name": "day_1-x"}
+    result = job.execute_in_process(run_config={"ops": {"score_csv": {"config": config}}},
+                                    instance=dg.DagsterInstance.ephemeral())
+    assert result.success and not staged.exists()  # the run's copy is removed once used
+    manifest = read_manifest(trained["tmp"] / "data" / "predictions" / "inbox" / "day_1-x")
+    assert manifest["source"] == "day 1.csv" and manifest["sha256"] == sha256
+    tampered, digest = file_cursor.stage_copy(trained["files"]["test"], tmp_path / "staging")
+    with tampered.open("a") as handle:
+        handle.write("x,y,1655993031186,2,1.0,1.0\n")
+    failed = job.execute_in_process(run_config={"ops": {"score_csv": {"config": {**config, "csv_path": str(tampered),
+                                                                                 "sha256": digest}}}},
+                                    instance=dg.DagsterInstance.ephemeral(), raise_on_error=False)
+    assert not failed.success and "is not the" in step_failure(failed) and "the sensor saw" in step_failure(failed)
 
 
 def test_scoring_command_end_to_end(trained, capsys, tmp_path):

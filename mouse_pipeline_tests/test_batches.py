@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import dagster as dg
 import pandas as pd
 
 from mouse_pipeline import contract as c
 from mouse_pipeline.definitions import build_definitions
+from mouse_pipeline.defs import file_cursor
 from mouse_pipeline.defs.batches.partitions import TRAINING_BATCHES
 from mouse_pipeline.defs.resources import MouseDataResource
 from mouse_pipeline.features import extract_features
@@ -16,14 +18,16 @@ from mouse_pipeline_tests.conftest import materialized, pipeline_resources, run_
 
 
 def evaluate(sensor: dg.SensorDefinition, instance: dg.DagsterInstance, cursor: str | None,
-             resources: dict) -> dg.SensorResult:
+             resources: dict) -> dg.SensorResult | dg.SkipReason:
     result = sensor(dg.build_sensor_context(instance=instance, cursor=cursor, resources=resources))
-    for request in result.dynamic_partitions_requests or []:
+    for request in getattr(result, "dynamic_partitions_requests", None) or []:
         instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
     return result
 
 
-def test_landing_sensor_registers_each_new_batch_once(tmp_path):
+def test_landing_sensor_registers_each_new_batch_once_settled(tmp_path, monkeypatch):
+    now = [1_000_000.0]
+    monkeypatch.setattr(file_cursor, "clock", lambda: now[0])
     landing = tmp_path / "landing"
     res = pipeline_resources(tmp_path)
     res["mouse_data"] = MouseDataResource(data_dir=str(tmp_path / "data"), landing_dir=str(landing))
@@ -34,22 +38,31 @@ def test_landing_sensor_registers_each_new_batch_once(tmp_path):
     landing.rmdir()
     assert isinstance(sensor(dg.build_sensor_context(instance=instance, resources=res)), dg.SkipReason)  # no dir
 
+    def tick(cursor, seconds):
+        now[0] += seconds
+        return evaluate(sensor, instance, cursor, res)
+
     landing.mkdir()
     (landing / "2026-11-01.csv").write_text("a\n")
     (landing / "2026-11-02.csv").write_text("b\n")
     (landing / "not a key.csv").write_text("c\n")
     (landing / "notes.txt").write_text("not a batch\n")
-    first = evaluate(sensor, instance, None, res)
+    (landing / "2026-11-03.csv.part").write_text("still being written\n")
+    seen = tick(None, 0)
+    assert not seen.run_requests  # not settled yet
+    first = tick(seen.cursor, 61)  # two sensor intervals (30 s each)
     assert [r.partition_key for r in first.run_requests] == ["2026-11-01.csv", "2026-11-02.csv"]
+    staged = first.run_requests[0].run_config["ops"]["process_training_batch"]["config"]["csv_path"]
+    assert Path(staged).read_text() == "a\n"
     assert list(first.dynamic_partitions_requests[0].partition_keys) == ["2026-11-01.csv", "2026-11-02.csv"]
     assert set(instance.get_dynamic_partitions(TRAINING_BATCHES.name)) == {"2026-11-01.csv", "2026-11-02.csv"}
 
-    again = evaluate(sensor, instance, first.cursor, res)
+    again = tick(first.cursor, 61)
     assert not again.run_requests and not again.dynamic_partitions_requests
 
     (landing / "2026-11-02.csv").write_text("b, corrected\n")  # same batch, new content: processed again
     os.utime(landing / "2026-11-01.csv")  # touched, unchanged: not
-    changed = evaluate(sensor, instance, again.cursor, res)
+    changed = tick(tick(again.cursor, 0).cursor, 61)
     assert [r.partition_key for r in changed.run_requests] == ["2026-11-02.csv"]
     assert not changed.dynamic_partitions_requests  # already a partition
 

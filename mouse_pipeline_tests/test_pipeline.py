@@ -14,6 +14,7 @@ from mlflow.tracking import MlflowClient
 from mouse_pipeline import contract as c
 from mouse_pipeline.definitions import build_definitions
 from mouse_pipeline.defs.resources import build_resources
+from mouse_pipeline.outputs import read_manifest
 from mouse_pipeline.settings import Settings, settings_table
 from mouse_pipeline.simulate import simulate
 from mouse_pipeline_tests.conftest import (
@@ -146,14 +147,18 @@ def test_whole_graph_materialises_every_asset_and_passes_its_checks(whole_graph)
 
 
 def test_predictions_label_every_test_row_in_file_order(whole_graph, small_simulation):
-    rows = pd.read_csv(whole_graph["out"] / "Predicted_mouse.csv", dtype={c.USER_ID: str})
-    sessions = pd.read_csv(whole_graph["out"] / "session_predictions.csv", dtype={c.USER_ID: str})
+    rows = pd.read_csv(whole_graph["out"] / "latest" / "Predicted_mouse.csv", dtype={c.USER_ID: str})
+    sessions = pd.read_csv(whole_graph["out"] / "latest" / "session_predictions.csv", dtype={c.USER_ID: str})
     test = pd.read_csv(whole_graph["files"]["test"])
     assert list(rows.columns) == list(c.TRAIN_COLUMNS)
     assert list(rows[c.UID]) == list(test[c.UID])  # every test row, original order
     assert len(sessions) == test[c.SESSION_ID].nunique() == sessions[c.SESSION_ID].nunique()
     assert set(rows[c.USER_ID]) <= set(small_simulation.train[c.USER_ID])
     assert set(sessions["verdict"]) <= set(sessions[c.USER_ID]) | {"unknown"}
+    manifest = read_manifest(whole_graph["out"] / "latest")
+    assert manifest["files"]["Predicted_mouse.csv"]["rows"] == len(rows)
+    assert manifest["model_version"] == "1" and (sessions["model_version"] == 1).all()
+    assert manifest["training_data"]["data.source"] == "train_events.csv"
 
 
 def test_training_run_records_scores_settings_data_and_artifacts(whole_graph):
@@ -254,5 +259,5 @@ def test_a_champion_of_other_data_is_handed_over_or_refused_never_served(tmp_pat
     assert handed_over.success
     gate = handed_over.output_for_node("user_identifier").gate
     assert gate.promoted and gate.handover and "does not belong to the current data" in gate.message
-    rows = pd.read_csv(tmp_path / "data" / "predictions" / "Predicted_mouse.csv", dtype={c.USER_ID: str})
+    rows = pd.read_csv(tmp_path / "data" / "predictions" / "latest" / "Predicted_mouse.csv", dtype={c.USER_ID: str})
     assert set(rows[c.USER_ID]) <= set(pd.read_csv(other["train"], dtype={c.USER_ID: str})[c.USER_ID])

@@ -27,7 +27,7 @@ def test_quick_start_then_kaggle_in_the_same_folder_predicts_kaggle_users(tmp_pa
     gate = real.output_for_node("user_identifier").gate
     assert gate.promoted and gate.handover and "simulated" in gate.message
     kaggle_users = set(pd.read_csv(kaggle_train, usecols=[c.USER_ID], dtype=str)[c.USER_ID])
-    rows = pd.read_csv(tmp_path / "data" / "predictions" / "Predicted_mouse.csv", dtype={c.USER_ID: str})
+    rows = pd.read_csv(tmp_path / "data" / "predictions" / "latest" / "Predicted_mouse.csv", dtype={c.USER_ID: str})
     assert len(rows) == 4102 and set(rows[c.USER_ID]) <= kaggle_users
 
     assert cli_main(["score", str(kaggle_test), "--out", str(tmp_path / "scored"), "--quiet",

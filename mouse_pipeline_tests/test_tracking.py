@@ -96,12 +96,6 @@ def test_missing_champion_is_a_clear_error(store):
         tracking.load_champion(store, "nothing-here")
 
 
-def test_file_sha256(tmp_path):
-    path = tmp_path / "f.txt"
-    path.write_bytes(b"abc")
-    assert tracking.file_sha256(path) == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
-
-
 def test_experiment_opens_on_its_training_runs_in_the_mlflow_ui(store, tmp_path):
     experiment_id = tracking.use_experiment(store, "kind-check", tmp_path / "artifacts")
     tags = MlflowClient(store).get_experiment(experiment_id).tags

@@ -15,11 +15,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import dagster as dg
+import pandas as pd
 from mlflow.tracking import MlflowClient
 from pydantic import PrivateAttr
 
 from mouse_pipeline.champion import DataIdentity, belongs_to
 from mouse_pipeline.features import FeatureConfig
+from mouse_pipeline.outputs import remove_stale_temporaries, write_csv
 from mouse_pipeline.settings import DEFAULT_MODEL_NAME, Settings
 from mouse_pipeline.simulate import TEST_FILE, TRAIN_FILE, simulate
 from mouse_pipeline.spark_engine import DEFAULT_MASTER, EVENTS_PER_GROUP, check_engine
@@ -53,6 +55,8 @@ class MouseDataResource(dg.ConfigurableResource):
     inbox_dir: str = ""
     landing_dir: str = ""
     simulation_seed: int = 0
+    escape_csv_formulas: bool = _DEFAULTS.escape_csv_formulas
+    settle_seconds: float = _DEFAULTS.settle_seconds
 
     @property
     def root(self) -> Path:
@@ -71,11 +75,24 @@ class MouseDataResource(dg.ConfigurableResource):
         """The landing folder of training batches."""
         return Path(self.landing_dir) if self.landing_dir else self.root / "landing"
 
+    def staging(self, name: str) -> Path:
+        """Where a sensor copies the files it hands to runs (``<data_dir>/staging/<name>``)."""
+        return self.root / "staging" / name
+
+    def settle_time(self, sensor_interval_s: float) -> float:
+        """How long a dropped file must stay unchanged: ``settle_seconds``, else two sensor intervals."""
+        return self.settle_seconds if self.settle_seconds > 0 else 2 * sensor_interval_s
+
     def output_dir(self, name: str) -> Path:
-        """A sub-folder of the data folder, created if needed."""
+        """A sub-folder of the data folder, created if needed (temporary files of killed writers removed)."""
         path = self.root / name
         path.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(path)
         return path
+
+    def write_csv(self, frame: pd.DataFrame, path: Path) -> Path:
+        """Write a CSV for people: atomically, formula cells escaped unless ``escape_csv_formulas`` is off."""
+        return write_csv(frame, path, escape=self.escape_csv_formulas)
 
     def _simulated(self) -> tuple[Path, Path]:
         folder = self.output_dir("simulated")
@@ -229,7 +246,8 @@ def build_resources(settings: Settings | None = None) -> dict[str, dg.Configurab
     return {
         "mouse_data": MouseDataResource(
             data_dir=s.data_dir, train_csv=s.train_csv, test_csv=s.test_csv, claims_csv=s.claims_csv,
-            inbox_dir=s.inbox_dir, landing_dir=s.landing_dir,
+            inbox_dir=s.inbox_dir, landing_dir=s.landing_dir, escape_csv_formulas=s.escape_csv_formulas,
+            settle_seconds=s.settle_seconds,
         ),
         "feature_engine": FeatureEngineResource(
             window_size=s.window_size, window_unit=s.window_unit, pause_ms=s.pause_ms, engine=s.engine,

@@ -8,13 +8,14 @@ with the path, so that a Spark step reads the file itself and the events
 never pass through the driver's memory.
 """
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import dagster as dg
 import pandas as pd
 import pyarrow.parquet as pq
+
+from mouse_pipeline.outputs import remove_stale_temporaries, write_atomic
 
 
 @dataclass(frozen=True)
@@ -39,12 +40,11 @@ def table_path(base_dir: str | Path, asset_key: dg.AssetKey, partition_key: str 
 
 
 def write_table(frame: pd.DataFrame, path: Path) -> Path:
-    """Write ``frame`` as Parquet at ``path``, atomically: readers never see half a file."""
+    """Write ``frame`` as Parquet at ``path``, atomically: readers never see half a file, and temporary
+    files that killed writers left in the folder are removed."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}")
-    frame.to_parquet(tmp, index=False)
-    os.replace(tmp, path)
-    return path
+    remove_stale_temporaries(path.parent)
+    return write_atomic(path, lambda tmp: frame.to_parquet(tmp, index=False))
 
 
 class ParquetFrameIOManager(dg.ConfigurableIOManager):

@@ -14,6 +14,7 @@ from pathlib import Path
 import dagster as dg
 
 from mouse_pipeline import contract as c
+from mouse_pipeline.defs import file_cursor
 from mouse_pipeline.defs.batches.partitions import (
     TRAINING_BATCHES,
     batch_events,
@@ -36,24 +37,43 @@ from mouse_pipeline.defs.resources import (
 from mouse_pipeline.defs.storage import EventTable, write_table
 
 
+class BatchRunConfig(dg.Config):
+    """The staged copy of the batch file and its sha256, as the landing sensor saw it. Empty (a run
+    launched by hand): the landing-folder file named by the partition is copied now."""
+
+    csv_path: str = ""
+    sha256: str = ""
+
+
 @dg.op(description="Validate and featurise one training batch (the landing-folder file named by the partition).")
 def process_training_batch(
-    context: dg.OpExecutionContext, mouse_data: MouseDataResource, feature_engine: FeatureEngineResource,
-    spark: SparkResource, validation_limits: ValidationLimitsResource,
+    context: dg.OpExecutionContext, config: BatchRunConfig, mouse_data: MouseDataResource,
+    feature_engine: FeatureEngineResource, spark: SparkResource, validation_limits: ValidationLimitsResource,
 ) -> None:
     batch = context.partition_key
     tables = mouse_data.tables_dir
     features_path = batch_table(tables, batch_session_features, batch)
     features_path.unlink(missing_ok=True)  # until this run succeeds, the batch has no features
-    result = read_or_fail(mouse_data.landing() / batch, labelled=True)
+    staged, sha256 = Path(config.csv_path), config.sha256
+    if not config.csv_path:
+        source = mouse_data.landing() / batch
+        if not source.is_file():
+            raise dg.Failure(f"training batch {batch}: no file {source}")
+        staged, sha256 = file_cursor.stage_copy(source, mouse_data.staging("landing"))
+    try:
+        file_cursor.verify_staged(staged, sha256)
+    except ValueError as exc:
+        raise dg.Failure(f"training batch {batch}: {exc}") from exc
+    result = read_or_fail(staged, labelled=True, source_name=batch)
     events_path = write_table(result.events, batch_table(tables, batch_events, batch))
     write_table(result.rejected, batch_table(tables, rejected_batch_events, batch))
     if result.rows_rejected:
         rejected_csv = mouse_data.output_dir("rejected_batches") / f"{Path(batch).stem}.csv"
-        result.rejected.to_csv(rejected_csv, index=False)
+        mouse_data.write_csv(result.rejected, rejected_csv)
         context.log.warning(f"{result.rows_rejected} rows of {batch} rejected: see {rejected_csv}")
     context.log_event(dg.AssetMaterialization(batch_events.key, partition=batch, metadata={
-        **ingestion_metadata(result, simulated=False), "parquet_path": dg.MetadataValue.path(str(events_path))}))
+        **ingestion_metadata(result, simulated=False), "source_file": batch, "sha256": sha256,
+        "parquet_path": dg.MetadataValue.path(str(events_path))}))
     context.log_event(dg.AssetMaterialization(rejected_batch_events.key, partition=batch,
                                               metadata=rejected_metadata(result)))
 
@@ -80,6 +100,7 @@ def process_training_batch(
         "sessions": int(table[c.SESSION_ID].nunique()), "windows": len(table), **info,
         "feature_settings": table.attrs[CONFIG_ATTR], "dagster/row_count": len(table),
         "preview": table_preview(table), "parquet_path": dg.MetadataValue.path(str(features_path))}))
+    file_cursor.remove_staged(staged)
 
 
 @dg.job(partitions_def=TRAINING_BATCHES,

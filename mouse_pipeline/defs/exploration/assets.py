@@ -18,7 +18,8 @@ def event_profile(raw_train_events: pd.DataFrame, mouse_data: MouseDataResource)
     profile = data_profile(raw_train_events)
     out = mouse_data.output_dir("exploration")
     for name, frame in profile.items():
-        frame.to_csv(out / f"profile_{name}.csv", index=name == "summary")
+        table = frame.rename_axis("measure").reset_index() if name == "summary" else frame
+        mouse_data.write_csv(table, out / f"profile_{name}.csv")
     sessions = profile["sessions"]
     return dg.MaterializeResult(
         metadata={

@@ -14,16 +14,22 @@ from mouse_pipeline.defs.ingestion.checks import TRAIN_RULES, rule_check_results
 from mouse_pipeline.defs.metadata import table_preview
 from mouse_pipeline.defs.resources import MouseDataResource, ValidationLimitsResource
 from mouse_pipeline.ingest import EventFileError, IngestResult, empty_rejected, read_events
+from mouse_pipeline.scoring import relabel
 
 GROUP = "ingestion"
 
 
-def read_or_fail(path, labelled: bool) -> IngestResult:
-    """The file's events and rejected rows, or a Dagster failure naming the file and the fault."""
+def read_or_fail(path, labelled: bool, source_name: str | None = None) -> IngestResult:
+    """The file's events and rejected rows, or a Dagster failure naming the file and the fault.
+
+    ``source_name`` names the file in the rejected rows and errors when ``path`` is a staged copy of it.
+    """
     try:
-        return read_events(path, labelled=labelled)
+        return relabel(read_events(path, labelled=labelled), source_name) if source_name else read_events(
+            path, labelled=labelled)
     except EventFileError as exc:
-        raise dg.Failure(description=str(exc), metadata={"file": str(path)}) from exc
+        message = str(exc).replace(str(path), source_name) if source_name else str(exc)
+        raise dg.Failure(description=message, metadata={"file": source_name or str(path)}) from exc
 
 
 def ingestion_metadata(result: IngestResult, simulated: bool) -> dict:
@@ -111,9 +117,7 @@ def rejected_events(
     reason; also written to ``<data_dir>/rejected_events.csv``."""
     frames = [f for f in (rejected_train_events, rejected_test_events) if len(f)]
     rejected = pd.concat(frames, ignore_index=True) if frames else empty_rejected()
-    path = mouse_data.root / "rejected_events.csv"
-    mouse_data.root.mkdir(parents=True, exist_ok=True)
-    rejected.to_csv(path, index=False)
+    path = mouse_data.write_csv(rejected, mouse_data.root / "rejected_events.csv")
     reasons = rejected["reason"].str.split("; ").explode().str.replace(r" '.*", "", regex=True)
     return dg.MaterializeResult(
         metadata={

@@ -21,6 +21,7 @@ from mouse_pipeline.evaluation import (
     session_probabilities,
     session_scores,
 )
+from mouse_pipeline.outputs import file_sha256, write_atomic
 from mouse_pipeline.modelling import (
     CrossValidation,
     FeatureMatrix,
@@ -143,7 +144,7 @@ def user_identifier(
             **{f"model.{k}": v for k, v in best.candidate.params.items()},
             "n_features": len(m.columns),
             "train_file": files.train.name,
-            "train_file_sha256": tracking.file_sha256(files.train),
+            "train_file_sha256": file_sha256(files.train),
             "simulated_data": files.simulated,
             "train_rows": len(m.train),
             "train_sessions": len(truth),
@@ -202,9 +203,9 @@ def model_evaluation(
     report = evaluation_report(cv.truth, cv.session_proba)
     png = confusion_heatmap_png(report.confusion)
     reports = mouse_data.output_dir("reports")
-    (reports / "confusion_matrix.png").write_bytes(png)
-    report.per_user.to_csv(reports / "per_user_report.csv", index=False)
-    report.confusion.to_csv(reports / "confusion_matrix.csv")
+    write_atomic(reports / "confusion_matrix.png", lambda tmp: tmp.write_bytes(png))
+    mouse_data.write_csv(report.per_user, reports / "per_user_report.csv")
+    mouse_data.write_csv(report.confusion.reset_index(), reports / "confusion_matrix.csv")
     gap = user_identifier.train_scores["macro_f1"] - report.scores["macro_f1"]
 
     mlflow_tracking.use_experiment()

@@ -8,7 +8,8 @@ from mouse_pipeline.defs.metadata import table_preview
 from mouse_pipeline.defs.model.assets import TrainedModel
 from mouse_pipeline.defs.resources import FeatureEngineResource, MlflowResource, MouseDataResource
 from mouse_pipeline.prediction import UNKNOWN
-from mouse_pipeline.scoring import score_events, write_predictions
+from mouse_pipeline.outputs import LATEST, publish_folder
+from mouse_pipeline.scoring import prediction_info, prediction_tables, score_events
 from mouse_pipeline.settings import DEFAULT_LOW_CONFIDENCE
 
 GROUP = "prediction"
@@ -34,12 +35,17 @@ def predictions(
     feature_engine: FeatureEngineResource,
 ) -> dg.Output:
     """Predicted user of every test session by the registered champion, written as
-    ``predictions/Predicted_mouse.csv`` (every test row, original order, notebook format) and
-    ``predictions/session_predictions.csv`` (one row per session with runner-up, and the
-    open-set ``verdict``: the user, or ``unknown`` below the champion's calibrated threshold)."""
+    ``predictions/latest/Predicted_mouse.csv`` (every test row, original order, notebook format) and
+    ``predictions/latest/session_predictions.csv`` (one row per session with runner-up, the model
+    version and the open-set ``verdict``: the user, or ``unknown`` below the champion's calibrated
+    threshold). Each run writes its own folder ``predictions/runs/<run id>/`` with a
+    ``manifest.json`` written last, then moves the ``latest`` link to it in one step."""
     champion = mlflow_tracking.champion(user_identifier.identity, config.allow_foreign_champion)
     scored = score_events(champion, raw_test_events, test_session_features, feature_engine.config())
-    paths = write_predictions(scored, mouse_data.output_dir("predictions"))
+    root = mouse_data.output_dir("predictions")
+    folder = publish_folder(root, context.run_id, prediction_tables(scored),
+                            prediction_info(scored, mouse_data.event_files().test.name, dagster_run_id=context.run_id),
+                            escape=mouse_data.escape_csv_formulas)
     sessions = scored.sessions
     low = int((sessions["probability"] < config.low_confidence_below).sum())
     context.log.info(f"scored {len(sessions)} sessions with {champion.describe()}")
@@ -56,8 +62,8 @@ def predictions(
             "model": champion.describe(),
             "predicted_users": dg.MetadataValue.json(sessions[c.USER_ID].value_counts().to_dict()),
             "mean_probability": float(sessions["probability"].mean()),
-            "predicted_mouse_csv": dg.MetadataValue.path(str(paths["predicted_rows"])),
-            "session_predictions_csv": dg.MetadataValue.path(str(paths["session_predictions"])),
+            "folder": dg.MetadataValue.path(str(folder)),
+            "latest": dg.MetadataValue.path(str(root / LATEST)),
             "dagster/row_count": len(sessions),
             "preview": table_preview(sessions),
         },

@@ -12,6 +12,7 @@ from mouse_pipeline.defs.metadata import png_markdown, table_preview
 from mouse_pipeline.defs.model.assets import TrainedModel
 from mouse_pipeline.defs.resources import FeatureEngineResource, MlflowResource, MouseDataResource
 from mouse_pipeline.modelling import FeatureMatrix
+from mouse_pipeline.outputs import write_atomic
 from mouse_pipeline.prediction import session_probabilities_of
 from mouse_pipeline.scoring import features_for
 from mouse_pipeline.verification import (
@@ -76,7 +77,7 @@ def verification_calibration(
     open_set = error_rates(known, unknown, config.unknown_target_far)
     png = det_curve_png({"verification": verification, "unknown user": open_set})
     reports = mouse_data.output_dir("reports")
-    (reports / "verification_det.png").write_bytes(png)
+    write_atomic(reports / "verification_det.png", lambda tmp: tmp.write_bytes(png))
 
     metrics = {**_rates_metadata("verification", verification), **_rates_metadata("unknown", open_set)}
     mlflow_tracking.use_experiment()
@@ -116,7 +117,7 @@ def verification(
                          "materialise verification_calibration for it")
     features = features_for(champion, raw_test_events, test_session_features, feature_engine.config())
     decisions = verify_claims(session_probabilities_of(champion.pipeline, features), claims, threshold)
-    decisions.to_csv(out, index=False)
+    mouse_data.write_csv(decisions, out)
     problems = decisions[decisions["problem"] != ""]
     return dg.MaterializeResult(
         metadata={
