@@ -7,9 +7,10 @@ whether the data was simulated. :func:`decide` then judges a newly trained
 model (the *challenger*) against the current champion:
 
 1. **Validation criteria** (the idea of MLflow Recipes' validation step): the
-   challenger's cross-validated macro-F1 must be clearly better than chance
-   (:func:`default_min_macro_f1`, or a floor the user sets). A challenger that
-   fails is registered, never promoted.
+   challenger must be complete (every artifact scoring needs, the calibrated
+   thresholds included, logged to its run), and its cross-validated macro-F1
+   clearly better than chance (:func:`default_min_macro_f1`, or a floor the
+   user sets). A challenger that fails is registered, never promoted.
 2. **Comparability**: scores are compared only when both models were scored on
    the same folds of the same sessions (equal ``folds_sha256``). A champion
    trained on other users, other sessions or simulated data does not belong
@@ -150,6 +151,7 @@ class Contender:
     version: str
     score: float  # cross-validated session macro-F1
     identity: DataIdentity | None
+    missing: tuple[str, ...] = ()  # what scoring needs and the version's run lacks
 
 
 @dataclass(frozen=True)
@@ -180,12 +182,19 @@ def decide(challenger: Contender, champion: Contender | None, tolerance: float,
     """The champion gate (see the module docstring): promote ``challenger`` or keep ``champion``."""
     identity = challenger.identity
     floor = default_min_macro_f1(identity.n_users if identity else 2) if min_macro_f1 is None else min_macro_f1
-    criteria = [Criterion(f"{metric} above the validation floor", f"{challenger.score:.4f}", f">= {floor:.4f}",
+    criteria = [Criterion("complete: everything scoring needs is logged",
+                          "missing " + ", ".join(challenger.missing) if challenger.missing else "complete",
+                          "complete", not challenger.missing),
+                Criterion(f"{metric} above the validation floor", f"{challenger.score:.4f}", f">= {floor:.4f}",
                           challenger.score >= floor)]
     previous = (None, None) if champion is None else (champion.version, champion.score)
     common = dict(version=challenger.version, score=challenger.score, previous_version=previous[0],
                   previous_score=previous[1])
-    if not criteria[0].passed:
+    if challenger.missing:
+        return GateDecision(promoted=False, criteria=tuple(criteria), message=(
+            f"version {challenger.version} is incomplete (its run lacks {', '.join(challenger.missing)}): "
+            "registered, not promoted; a champion must carry everything scoring needs"), **common)
+    if not criteria[1].passed:
         kept = f"; version {champion.version} keeps the alias" if champion else ""
         return GateDecision(promoted=False, criteria=tuple(criteria), message=(
             f"version {challenger.version} failed validation ({metric} {challenger.score:.4f} < {floor:.4f}, "

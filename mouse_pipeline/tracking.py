@@ -120,24 +120,39 @@ def champion_version(client: MlflowClient, name: str, alias: str = CHAMPION):
         return None
 
 
+#: Metrics of a model's run without which scoring cannot use it (the calibrated thresholds included).
+REQUIRED_METRICS: tuple[str, ...] = ("cv_macro_f1", "verification_threshold", "unknown_threshold")
+
+
+class IncompleteModel(LookupError):
+    """A registered version lacks something scoring needs."""
+
+
+def missing_for_scoring(metrics: dict[str, float]) -> tuple[str, ...]:
+    """The :data:`REQUIRED_METRICS` a run lacks."""
+    return tuple(m for m in REQUIRED_METRICS if m not in metrics)
+
+
 def gate_champion(
     client: MlflowClient, name: str, version: str, score: float, identity: DataIdentity | None, tolerance: float,
     min_macro_f1: float | None = None, metric: str = "cv_macro_f1", alias: str = CHAMPION,
 ) -> GateDecision:
     """Run the champion gate (:func:`mouse_pipeline.champion.decide`) for ``version`` and record it.
 
-    The version is tagged with its training-data identity (``data.*``), the
-    decision (``champion_gate``: promoted or rejected) and its reason; it takes
-    ``alias`` when promoted. The champion's score is its run's ``metric``.
+    Call it last, once everything scoring needs has been logged to the version's run: a version whose
+    run lacks any of :data:`REQUIRED_METRICS` is never promoted. The version is tagged with its
+    training-data identity (``data.*``), the decision (``champion_gate``: promoted or rejected) and its
+    reason; it takes ``alias`` when promoted. The champion's score is its run's ``metric``.
     """
     for key, value in (identity.tags() if identity else {}).items():
         client.set_model_version_tag(name, version, key, value)
+    missing = missing_for_scoring(client.get_run(client.get_model_version(name, version).run_id).data.metrics)
     current = champion_version(client, name, alias)
     champion = None
     if current is not None:
         previous_score = client.get_run(current.run_id).data.metrics.get(metric, float("nan"))
         champion = Contender(str(current.version), previous_score, DataIdentity.from_tags(current.tags or {}))
-    decision = decide(Contender(str(version), score, identity), champion, tolerance, min_macro_f1, metric)
+    decision = decide(Contender(str(version), score, identity, missing), champion, tolerance, min_macro_f1, metric)
     if decision.promoted:
         client.set_registered_model_alias(name, alias, version)
     client.set_model_version_tag(name, version, "champion_gate", "promoted" if decision.promoted else "rejected")
@@ -213,6 +228,12 @@ def load_champion(tracking_uri: str, name: str, alias: str = CHAMPION) -> Champi
             "train one first (materialise user_identifier)"
         )
     run = client.get_run(version.run_id)
+    missing = missing_for_scoring(run.data.metrics)
+    if missing:
+        raise IncompleteModel(
+            f"champion version {version.version} of '{name}' lacks {', '.join(missing)} in its run {version.run_id}: "
+            "it cannot score; retrain (materialise user_identifier through champion) or move the alias to a "
+            "complete version")
     pipeline = mlflow.sklearn.load_model(f"models:/{name}/{version.version}")
     return Champion(
         name=name, version=str(version.version), run_id=version.run_id, pipeline=pipeline,

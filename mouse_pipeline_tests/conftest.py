@@ -74,7 +74,7 @@ def spark_session():
 ALL_ASSETS = {
     "raw_train_events", "raw_test_events", "rejected_train_events", "rejected_test_events",
     "rejected_events", "train_session_features", "test_session_features", "feature_matrix",
-    "user_identifier", "model_evaluation", "predictions", "verification_calibration", "verification",
+    "user_identifier", "model_evaluation", "predictions", "verification_calibration", "verification", "champion",
 }
 EXPLORATION_ASSETS = {"event_profile", "user_plots"}
 BATCH_ASSETS = {"batch_events", "rejected_batch_events", "batch_session_features"}

@@ -211,14 +211,15 @@ def test_registered_champion_reloads_and_predicts_like_the_model_in_memory(whole
 def test_a_much_worse_model_is_registered_without_the_champion_alias(whole_graph):
     worse = {"ops": {"user_identifier": {"config": {**FAST_TRAINING, "hidden_layer_sizes": [[1]],
                                                      "max_iter": 1, "alpha": [100.0]}}}}
-    again = run_assets(whole_graph["defs"], "key:user_identifier", worse, whole_graph["instance"])
+    again = run_assets(whole_graph["defs"], "key:user_identifier or key:verification_calibration or key:champion",
+                       worse, whole_graph["instance"])
     assert again.success
-    demoted = again.output_for_node("user_identifier")
-    assert demoted.version == "2" and not demoted.gate.promoted
+    gate = again.output_for_node("champion")
+    assert gate.version == "2" and not gate.promoted
     client = whole_graph["client"]
     assert str(client.get_model_version_by_alias("mouse-user-identifier", "champion").version) == "1"
-    meta = list(again.get_asset_materialization_events())[0].materialization.metadata
-    assert meta["champion"].value is False
+    meta = again.asset_materializations_for_node("champion")[0].metadata
+    assert meta["decision"].value == "not promoted" and meta["serving_version"].value == "1"
 
 
 def test_readme_settings_table_is_the_settings_module_table():
@@ -250,14 +251,14 @@ def test_a_champion_of_other_data_is_handed_over_or_refused_never_served(tmp_pat
         **FAST_TRAINING, "hidden_layer_sizes": [[1]], "max_iter": 1, "alpha": [100.0]}}}}
     refused = run_assets(defs, "* and not group:exploration", useless, instance)
     assert not refused.success
-    trained = refused.output_for_node("user_identifier")
-    assert not trained.gate.promoted and "failed validation" in trained.gate.message
+    gate = refused.output_for_node("champion")
+    assert not gate.promoted and "failed validation" in gate.message
     assert "does not belong to the current data" in step_failure(refused)
     assert "other users" in step_failure(refused)
 
     handed_over = run_assets(defs, "* and not group:exploration", FAST_CONFIG, instance)
     assert handed_over.success
-    gate = handed_over.output_for_node("user_identifier").gate
+    gate = handed_over.output_for_node("champion")
     assert gate.promoted and gate.handover and "does not belong to the current data" in gate.message
     rows = pd.read_csv(tmp_path / "data" / "predictions" / "latest" / "Predicted_mouse.csv", dtype={c.USER_ID: str})
     assert set(rows[c.USER_ID]) <= set(pd.read_csv(other["train"], dtype={c.USER_ID: str})[c.USER_ID])

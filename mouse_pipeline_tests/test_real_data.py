@@ -24,7 +24,7 @@ def test_quick_start_then_kaggle_in_the_same_folder_predicts_kaggle_users(tmp_pa
     res = pipeline_resources(tmp_path, kaggle_train, kaggle_test)
     real = run_assets(build_definitions(res), "* and not group:exploration", FAST_CONFIG, instance)
     assert real.success
-    gate = real.output_for_node("user_identifier").gate
+    gate = real.output_for_node("champion")
     assert gate.promoted and gate.handover and "simulated" in gate.message
     kaggle_users = set(pd.read_csv(kaggle_train, usecols=[c.USER_ID], dtype=str)[c.USER_ID])
     rows = pd.read_csv(tmp_path / "data" / "predictions" / "latest" / "Predicted_mouse.csv", dtype={c.USER_ID: str})

@@ -11,6 +11,7 @@ from sklearn.dummy import DummyClassifier
 
 from mouse_pipeline import tracking
 from mouse_pipeline.champion import DataIdentity
+from mouse_pipeline.cli import main as cli_main
 from mouse_pipeline.features import FeatureConfig
 
 NAME = "gate-test-model"
@@ -24,11 +25,13 @@ def store(tmp_path):
     mlflow.set_tracking_uri(None)
 
 
-def register(score: float, X: pd.DataFrame, y: np.ndarray) -> str:
+def register(score: float, X: pd.DataFrame, y: np.ndarray, calibrated: bool = True) -> str:
     model = DummyClassifier(strategy="prior").fit(X, y)
     with mlflow.start_run():
         mlflow.log_metric("cv_macro_f1", score)
         _, version = tracking.log_sklearn_model(model, X.head(2), NAME)
+        if calibrated:
+            mlflow.log_metrics({"verification_threshold": 0.5, "unknown_threshold": 0.2})
     return version
 
 
@@ -53,7 +56,7 @@ def test_gate_keeps_a_better_champion_of_the_same_data_and_promotes_one_within_t
     assert str(client.get_model_version_by_alias(NAME, "champion").version) == "2"
     tags = client.get_model_version(NAME, "3").tags
     assert tags["champion_gate"] == "rejected" and tags["data.sessions_sha256"] == same.sessions_sha256
-    assert worse.evidence()["passed"].tolist() == [True, True, False]
+    assert worse.evidence()["passed"].tolist() == [True, True, True, False]
 
 
 def test_a_champion_of_other_data_never_stays_over_a_valid_model_of_the_current_data(store):
@@ -82,13 +85,36 @@ def test_registered_model_reloads_and_predicts_the_same(store, tmp_path):
     y = np.array(["u1", "u2"] * 10)
     model = LogisticRegression().fit(X, y)
     with mlflow.start_run():
-        mlflow.log_metric("cv_macro_f1", 0.5)
+        mlflow.log_metrics({"cv_macro_f1": 0.5, "verification_threshold": 0.5, "unknown_threshold": 0.2})
         _, version = tracking.log_sklearn_model(model, X.head(3), NAME)
     tracking.gate_champion(MlflowClient(store), NAME, version, 0.5, identity(), 0.0)
     champion = tracking.load_champion(store, NAME)
     assert champion.version == version and champion.metrics["cv_macro_f1"] == 0.5
     assert champion.feature_config == FeatureConfig()  # no features.* params: the defaults
     np.testing.assert_allclose(champion.pipeline.predict_proba(X), model.predict_proba(X))
+
+
+def test_an_uncalibrated_version_is_never_promoted_nor_used_to_score(store):
+    X = pd.DataFrame({"a": [0.0, 1.0, 2.0, 3.0]})
+    y = np.array(["u1", "u2", "u1", "u2"])
+    client = MlflowClient(store)
+    decision = tracking.gate_champion(client, NAME, register(0.9, X, y, calibrated=False), 0.9, identity(), 0.02)
+    assert not decision.promoted and "unknown_threshold" in decision.message
+    client.set_registered_model_alias(NAME, "champion", decision.version)  # forced by hand, or a kill mid-way
+    with pytest.raises(tracking.IncompleteModel, match="lacks verification_threshold, unknown_threshold"):
+        tracking.load_champion(store, NAME)
+
+
+def test_score_refuses_an_incomplete_champion_with_one_line_and_exit_code_2(store, small_files, capsys):
+    X = pd.DataFrame({"a": [0.0, 1.0, 2.0, 3.0]})
+    y = np.array(["u1", "u2", "u1", "u2"])
+    client = MlflowClient(store)
+    version = register(0.9, X, y, calibrated=False)
+    client.set_registered_model_alias(NAME, "champion", version)
+    capsys.readouterr()  # what registering printed
+    code = cli_main(["score", str(small_files["test"]), "--tracking-uri", store, "--model-name", NAME, "--quiet"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "lacks verification_threshold, unknown_threshold" in err[0]
 
 
 def test_missing_champion_is_a_clear_error(store):

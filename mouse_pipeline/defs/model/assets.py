@@ -12,7 +12,7 @@ from pydantic import Field
 from sklearn.pipeline import Pipeline
 
 from mouse_pipeline import tracking
-from mouse_pipeline.champion import DataIdentity, GateDecision
+from mouse_pipeline.champion import DataIdentity
 from mouse_pipeline.defs.metadata import png_markdown, table_preview
 from mouse_pipeline.defs.resources import FeatureEngineResource, MlflowResource, MouseDataResource
 from mouse_pipeline.evaluation import (
@@ -73,7 +73,6 @@ class TrainedModel:
     train_scores: dict[str, float]
     run_id: str
     version: str | None
-    gate: GateDecision | None
     identity: DataIdentity
 
 
@@ -164,14 +163,9 @@ def user_identifier(
         example=m.train.head(5),
         registered_name=mlflow_tracking.registered_model_name,
     )
-    gate = None
-    if logged.version is not None:
-        client = mlflow_tracking.client()
-        gate = tracking.gate_champion(client, mlflow_tracking.registered_model_name, logged.version,
-                                      best.scores["macro_f1"], identity, mlflow_tracking.champion_tolerance)
-        tracking.log_gate(client, logged.run_id, gate)
-    context.log.info(gate.message if gate else "model logged without registration")
-    trained = TrainedModel(pipeline, best, candidates, train_scores, logged.run_id, logged.version, gate, identity)
+    context.log.info(f"registered as version {logged.version} of {mlflow_tracking.registered_model_name}; the "
+                     "champion asset decides on its promotion once it is calibrated")
+    trained = TrainedModel(pipeline, best, candidates, train_scores, logged.run_id, logged.version, identity)
     return dg.Output(
         trained,
         metadata={
@@ -184,11 +178,37 @@ def user_identifier(
             "mlflow_run_id": logged.run_id,
             "mlflow_tracking_uri": mlflow_tracking.uri(),
             "model_version": logged.version or "",
-            "champion": bool(gate and gate.promoted),
-            "champion_gate": gate.message if gate else "not registered",
-            "champion_handover": bool(gate and gate.handover),
-            "gate_evidence": table_preview(gate.evidence(), rows=10, columns=None) if gate else "none",
             "training_data": identity.describe(),
+        },
+    )
+
+
+@dg.asset(group_name=GROUP, deps=["verification_calibration"])
+def champion(context: dg.AssetExecutionContext, user_identifier: TrainedModel,
+             mlflow_tracking: MlflowResource) -> dg.Output:
+    """The champion gate, run last: once the new version's run holds everything scoring needs (the
+    calibrated thresholds included), it takes the ``champion`` alias if it passes validation and either
+    the current champion belongs to other data (handover) or it scores within tolerance of it on the
+    same folds. The decision and its evidence go to this asset's metadata and to MLflow."""
+    client = mlflow_tracking.client()
+    gate = tracking.gate_champion(client, mlflow_tracking.registered_model_name, user_identifier.version,
+                                  user_identifier.cross_validation.scores["macro_f1"], user_identifier.identity,
+                                  mlflow_tracking.champion_tolerance)
+    tracking.log_gate(client, user_identifier.run_id, gate)
+    context.log.info(gate.message)
+    serving = gate.version if gate.promoted else gate.previous_version
+    return dg.Output(
+        gate,
+        metadata={
+            "decision": "promoted" if gate.promoted else "not promoted",
+            "message": gate.message,
+            "handover": gate.handover,
+            "challenger_version": gate.version,
+            "serving_version": serving or "none",
+            "cv_macro_f1": gate.score,
+            "previous_cv_macro_f1": gate.previous_score if gate.previous_score is not None else "none",
+            "evidence": table_preview(gate.evidence(), rows=10, columns=None),
+            "training_data": user_identifier.identity.describe(),
         },
     )
 

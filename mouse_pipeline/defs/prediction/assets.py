@@ -23,7 +23,7 @@ class PredictionRunConfig(dg.Config):
     allow_foreign_champion: bool = False
 
 
-@dg.asset(group_name=GROUP, deps=["verification_calibration"])
+@dg.asset(group_name=GROUP, deps=["champion"])
 def predictions(
     context: dg.AssetExecutionContext,
     config: PredictionRunConfig,

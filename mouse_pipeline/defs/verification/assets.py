@@ -95,7 +95,7 @@ def verification_calibration(
     )
 
 
-@dg.asset(group_name=GROUP, deps=[verification_calibration])
+@dg.asset(group_name=GROUP, deps=["champion"])
 def verification(
     config: VerificationRunConfig, user_identifier: TrainedModel, test_session_features: pd.DataFrame,
     raw_test_events: pd.DataFrame, mouse_data: MouseDataResource, mlflow_tracking: MlflowResource,
