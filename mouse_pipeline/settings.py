@@ -22,6 +22,8 @@ from typing import Any
 from mouse_pipeline.features import FeatureConfig
 from mouse_pipeline.spark_engine import DEFAULT_MASTER, ENGINES
 
+#: The variable MLflow itself reads for its tracking URI (it may hold a password).
+TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"
 #: Registered model name in the MLflow registry.
 DEFAULT_MODEL_NAME = "mouse-user-identifier"
 #: A session whose top probability is below this is reported as low-confidence.
@@ -64,7 +66,7 @@ class Settings:
                                  "(`local[2]`, `spark://host:7077`, ...)")
     min_balance_ratio: float = _setting("MOUSE_MIN_BALANCE_RATIO", 0.5, "`users_balanced` warns below this "
                                         "smallest/largest ratio")
-    tracking_uri: str = _setting("MLFLOW_TRACKING_URI", "", "MLflow tracking server or store",
+    tracking_uri: str = _setting(TRACKING_URI_ENV, "", "MLflow tracking server or store",
                                  "`sqlite:///$MOUSE_DATA_DIR/mlflow.db`")
     experiment: str = _setting("MOUSE_MLFLOW_EXPERIMENT", "mouse-pipeline", "MLflow experiment")
     model_name: str = _setting("MOUSE_MODEL_NAME", DEFAULT_MODEL_NAME, "registered model in the MLflow registry")
@@ -75,6 +77,8 @@ class Settings:
     retrain_schedule: str = _setting("MOUSE_RETRAIN_SCHEDULE", "off", "`on` starts the schedule switched on")
     escape_csv_formulas: bool = _setting("MOUSE_ESCAPE_CSV_FORMULAS", True, "CSV files for people escape cells a "
                                          "spreadsheet would run as formulas (`off` for machine consumers)", "`on`")
+    #: The variables :meth:`from_env` took a value from (not a setting itself).
+    from_environment: tuple[str, ...] = field(default=(), compare=False, repr=False)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -84,8 +88,8 @@ class Settings:
         ValueError naming the variable.
         """
         environ = os.environ if environ is None else environ
-        values = {}
-        for f in fields(cls):
+        values: dict[str, Any] = {}
+        for f in _settings_fields():
             raw = environ.get(f.metadata["env"], "").strip()
             if not raw:
                 continue
@@ -99,7 +103,8 @@ class Settings:
                 values[f.name] = kind(raw)
             except ValueError as exc:
                 raise ValueError(f"{f.metadata['env']}={raw!r}: expected {kind.__name__} ({exc})") from None
-        settings = cls(**values)
+        names = tuple(f.metadata["env"] for f in _settings_fields() if f.name in values)
+        settings = cls(**values, from_environment=names)
         settings.validate()
         return settings
 
@@ -142,10 +147,14 @@ class Settings:
         return FeatureConfig(self.window_size, self.window_unit, self.pause_ms)  # type: ignore[arg-type]
 
 
+def _settings_fields():
+    return [f for f in fields(Settings) if "env" in f.metadata]
+
+
 def settings_table() -> str:
     """The Markdown table of every setting (variable, default, meaning), as README.md shows it."""
     rows = ["| variable | default | meaning |", "| --- | --- | --- |"]
-    for f in fields(Settings):
+    for f in _settings_fields():
         shown = f.metadata["shown"] or (f"`{f.default}`" if f.default != "" else "none")
         rows.append(f"| `{f.metadata['env']}` | {shown} | {f.metadata['meaning']} |")
     return "\n".join(rows)

@@ -24,6 +24,7 @@ from mouse_pipeline.defs.resources import FeatureEngineResource, MouseDataResour
 from mouse_pipeline.outputs import read_manifest
 from mouse_pipeline.defs.retrain import retrain_schedule
 from mouse_pipeline.settings import Settings
+from mouse_pipeline.tracking import use_experiment
 from mouse_pipeline_tests.conftest import (
     ALL_ASSETS,
     BATCH_ASSETS,
@@ -220,9 +221,28 @@ def test_scoring_command_errors_are_clear(trained, capsys, tmp_path):
     missing = cli_main(["score", str(tmp_path / "nope.csv"), "--tracking-uri",
                         trained["resources"]["mlflow_tracking"].uri(), "--quiet"])
     assert missing == 2 and "nope.csv: file not found" in capsys.readouterr().err
+    no_store = cli_main(["score", str(trained["files"]["test"]), "--tracking-uri",
+                         f"sqlite:///{tmp_path}/nowhere.db", "--quiet"])
+    assert no_store == 2 and "nowhere.db: no MLflow store here" in capsys.readouterr().err
+    assert not (tmp_path / "nowhere.db").exists()  # not silently created as an empty registry
+    use_experiment(f"sqlite:///{tmp_path}/empty.db", "nothing", tmp_path / "artifacts")
+    capsys.readouterr()
     no_model = cli_main(["score", str(trained["files"]["test"]), "--tracking-uri",
                          f"sqlite:///{tmp_path}/empty.db", "--quiet"])
     assert no_model == 2 and "no model 'mouse-user-identifier' with alias 'champion'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("damage, message", [
+    (b"", "the MLflow store is empty (0 bytes)"),
+    (b"this is not a database" * 100, "not a usable MLflow store"),
+])
+def test_a_damaged_mlflow_store_is_one_line_and_exit_code_2(trained, capsys, tmp_path, damage, message):
+    store = tmp_path / "mlflow.db"
+    store.write_bytes(damage)
+    code = cli_main(["score", str(trained["files"]["test"]), "--tracking-uri", f"sqlite:///{store}", "--quiet"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and message in err[0] and str(store) in err[0]
+    assert store.read_bytes() == damage  # never silently re-created
 
 
 def test_exploration_assets_write_plots_per_user(tmp_path, small_files):
@@ -276,3 +296,23 @@ def test_webserver_serves_the_whole_pipeline_in_one_code_location(tmp_path):
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def test_two_concurrent_runs_on_one_fresh_data_folder_both_end_consistent(tmp_path, small_files):
+    """No shared in-flight values, no race creating the MLflow store: each run predicts with its own data."""
+    env = {**os.environ, "MOUSE_DATA_DIR": str(tmp_path / "data"), "MOUSE_TRAIN_CSV": str(small_files["train"]),
+           "MOUSE_TEST_CSV": str(small_files["test"])}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    command = [sys.executable, "-m", "dagster_dg_cli.cli", "launch", "-m", "mouse_pipeline", "--assets",
+               "* and not group:exploration", "--config-json", json.dumps(FAST_CONFIG)]
+    runs = [subprocess.Popen(command, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+            for _ in range(2)]
+    outputs = [run.communicate(timeout=600)[0].decode() for run in runs]
+    assert [run.returncode for run in runs] == [0, 0], outputs[0][-3000:] + outputs[1][-3000:]
+    predictions = tmp_path / "data" / "predictions"
+    folders = [p for p in (predictions / "runs").iterdir() if p.is_dir()]
+    assert len(folders) == 2
+    versions = {read_manifest(folder)["model_version"] for folder in folders}  # each folder is whole
+    assert versions <= {"1", "2"}
+    assert read_manifest(predictions / "latest")["files"]["Predicted_mouse.csv"]["rows"] == len(
+        pd.read_csv(small_files["test"]))

@@ -262,3 +262,18 @@ def test_a_champion_of_other_data_is_handed_over_or_refused_never_served(tmp_pat
     assert gate.promoted and gate.handover and "does not belong to the current data" in gate.message
     rows = pd.read_csv(tmp_path / "data" / "predictions" / "latest" / "Predicted_mouse.csv", dtype={c.USER_ID: str})
     assert set(rows[c.USER_ID]) <= set(pd.read_csv(other["train"], dtype={c.USER_ID: str})[c.USER_ID])
+
+
+@pytest.mark.parametrize("stored, asset", [("tables/raw_train_events", "raw_train_events"),
+                                           ("storage/feature_matrix", "feature_matrix")])
+def test_a_corrupt_stored_value_fails_with_one_line_naming_the_file_and_the_asset(tmp_path, small_files, stored,
+                                                                                   asset):
+    defs = build_definitions(pipeline_resources(tmp_path, small_files["train"], small_files["test"]))
+    instance = dg.DagsterInstance.ephemeral()
+    assert run_assets(defs, "+key:feature_matrix", instance=instance).success
+    path = next((tmp_path / "data" / stored).iterdir())
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])  # truncated, as by a full disk or a kill
+    failed = run_assets(defs, "key:train_session_features or key:user_identifier", FAST_CONFIG, instance)
+    assert not failed.success
+    message = step_failure(failed).splitlines()[0]
+    assert str(path) in message and f"materialise {asset} again" in message

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import dagster as dg
 import mlflow
 import numpy as np
 import pandas as pd
@@ -126,3 +129,42 @@ def test_experiment_opens_on_its_training_runs_in_the_mlflow_ui(store, tmp_path)
     experiment_id = tracking.use_experiment(store, "kind-check", tmp_path / "artifacts")
     tags = MlflowClient(store).get_experiment(experiment_id).tags
     assert tags[tracking.EXPERIMENT_KIND_TAG] == tracking.MODEL_TRAINING == "custom_model_development"
+
+
+def test_a_tampered_model_file_is_refused(store):
+    X = pd.DataFrame({"a": [0.0, 1.0, 2.0, 3.0]})
+    y = np.array(["u1", "u2", "u1", "u2"])
+    client = MlflowClient(store)
+    version = register(0.9, X, y)
+    assert tracking.gate_champion(client, NAME, version, 0.9, identity(), 0.02).promoted
+    folder = Path(mlflow.artifacts.download_artifacts(f"models:/{NAME}/{version}"))
+    model_file = folder / "model.skops"
+    model_file.write_bytes(model_file.read_bytes() + b"\0")
+    with pytest.raises(tracking.StoreError, match="was changed, refusing to load it"):
+        tracking.load_champion(store, NAME)
+
+
+def test_models_are_stored_with_skops_and_hold_only_trusted_types(small_simulation):
+    from mouse_pipeline.modelling import TrainingSettings, build_pipeline
+
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame(rng.normal(size=(60, 4)), columns=list("abcd"))
+    y = np.array(["u1", "u2", "u3"] * 20)
+    for candidate in TrainingSettings(hidden_layer_sizes=((5,),), alpha=(0.1,), max_iter=20,
+                                      compare=("extra_trees", "hist_gradient_boosting")).candidates():
+        fitted = build_pipeline(candidate.family, {**candidate.params, **(
+            {"n_estimators": 5} if candidate.family == "extra_trees" else {})}).fit(X, y)
+        assert tracking.untrusted_types(fitted) == [], candidate.name
+
+
+def test_tracking_uris_lose_their_password_wherever_shown(monkeypatch, tmp_path):
+    assert tracking.redact_uri("http://alice:s3cret@mlflow.bank:5000/x") == "http://***@mlflow.bank:5000/x"
+    assert tracking.redact_uri("sqlite:////data/mlflow.db") == "sqlite:////data/mlflow.db"
+    from mouse_pipeline.defs.resources import build_resources
+    from mouse_pipeline.settings import Settings
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://alice:s3cret@mlflow.bank:5000")
+    monkeypatch.setenv("MOUSE_DATA_DIR", str(tmp_path))
+    resource = build_resources(Settings.from_env())["mlflow_tracking"]
+    assert isinstance(resource.tracking_uri, dg.EnvVar)  # Dagster resolves it at run time; the UI shows its name
+    assert resource.tracking_uri.env_var_name == "MLFLOW_TRACKING_URI"

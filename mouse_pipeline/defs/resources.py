@@ -22,12 +22,15 @@ from pydantic import PrivateAttr
 from mouse_pipeline.champion import DataIdentity, belongs_to
 from mouse_pipeline.features import FeatureConfig
 from mouse_pipeline.outputs import remove_stale_temporaries, write_csv
-from mouse_pipeline.settings import DEFAULT_MODEL_NAME, Settings
+from mouse_pipeline.settings import DEFAULT_MODEL_NAME, TRACKING_URI_ENV, Settings
 from mouse_pipeline.simulate import TEST_FILE, TRAIN_FILE, simulate
 from mouse_pipeline.spark_engine import DEFAULT_MASTER, EVENTS_PER_GROUP, check_engine
 from mouse_pipeline.tracking import Champion, default_tracking_uri, load_champion, use_experiment
 
 _DEFAULTS = Settings()
+#: Concurrency pool of every step that writes the data folder (see dagster_home/dagster.yaml: with run
+#: granularity and a limit of 1, runs on one data folder run one after the other).
+DATA_POOL = "mouse_data"
 
 
 @dataclass(frozen=True)
@@ -255,7 +258,11 @@ def build_resources(settings: Settings | None = None) -> dict[str, dg.Configurab
         "spark": SparkResource(master=s.spark_master),
         "validation_limits": ValidationLimitsResource(min_balance_ratio=s.min_balance_ratio),
         "mlflow_tracking": MlflowResource(
-            data_dir=s.data_dir, tracking_uri=s.mlflow_uri, experiment_name=s.experiment,
+            # A URI from the environment stays there (dg.EnvVar): the UI shows the variable's name, never a
+            # password it may hold.
+            data_dir=s.data_dir,
+            tracking_uri=dg.EnvVar(TRACKING_URI_ENV) if TRACKING_URI_ENV in s.from_environment else s.mlflow_uri,
+            experiment_name=s.experiment,
             registered_model_name=s.model_name, champion_tolerance=s.champion_tolerance,
         ),
     }

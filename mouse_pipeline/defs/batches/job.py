@@ -29,6 +29,7 @@ from mouse_pipeline.defs.ingestion.assets import ingestion_metadata, read_or_fai
 from mouse_pipeline.defs.ingestion.checks import BATCH_RULES, rule_evaluations
 from mouse_pipeline.defs.metadata import table_preview
 from mouse_pipeline.defs.resources import (
+    DATA_POOL,
     FeatureEngineResource,
     MouseDataResource,
     SparkResource,
@@ -45,7 +46,7 @@ class BatchRunConfig(dg.Config):
     sha256: str = ""
 
 
-@dg.op(description="Validate and featurise one training batch (the landing-folder file named by the partition).")
+@dg.op(pool=DATA_POOL, description="Validate and featurise one training batch (the landing-folder file named by the partition).")
 def process_training_batch(
     context: dg.OpExecutionContext, config: BatchRunConfig, mouse_data: MouseDataResource,
     feature_engine: FeatureEngineResource, spark: SparkResource, validation_limits: ValidationLimitsResource,

@@ -5,13 +5,13 @@ import pandas as pd
 
 from mouse_pipeline.exploration import data_profile, write_user_plots
 from mouse_pipeline.defs.metadata import png_markdown, table_preview
-from mouse_pipeline.defs.resources import MouseDataResource
+from mouse_pipeline.defs.resources import DATA_POOL, MouseDataResource
 
 GROUP = "exploration"
 PLOTS_SHOWN = 2
 
 
-@dg.asset(group_name=GROUP)
+@dg.asset(pool=DATA_POOL, group_name=GROUP)
 def event_profile(raw_train_events: pd.DataFrame, mouse_data: MouseDataResource) -> dg.MaterializeResult:
     """Events per session, session durations and the event mix per user of the training data;
     written as CSVs under ``<data_dir>/exploration/``."""
@@ -34,7 +34,7 @@ def event_profile(raw_train_events: pd.DataFrame, mouse_data: MouseDataResource)
     )
 
 
-@dg.asset(group_name=GROUP)
+@dg.asset(pool=DATA_POOL, group_name=GROUP)
 def user_plots(raw_train_events: pd.DataFrame, mouse_data: MouseDataResource) -> dg.MaterializeResult:
     """Per user: session trajectories (arrows coloured by event transition, as the notebook drew
     them) and timelines (event type over time, linear and log-log), as PNG files under

@@ -20,7 +20,7 @@ from mouse_pipeline import contract as c
 from mouse_pipeline.features import extract_features, feature_columns
 from mouse_pipeline.defs.batches.partitions import batch_session_features, stored_batch_features
 from mouse_pipeline.defs.metadata import table_preview
-from mouse_pipeline.defs.resources import FeatureEngineResource, MouseDataResource, SparkResource
+from mouse_pipeline.defs.resources import DATA_POOL, FeatureEngineResource, MouseDataResource, SparkResource
 from mouse_pipeline.defs.storage import EventTable, table_path
 
 GROUP = "features"
@@ -61,7 +61,7 @@ def featurise(events: EventTable, settings: FeatureEngineResource, spark: SparkR
 
 
 def spark_output(mouse_data: MouseDataResource, asset_key: dg.AssetKey, partition: str | None = None) -> Path:
-    """Where the Spark engine writes the features of ``asset_key`` (one ``partition``)."""
+    """Where the Spark engine writes the features of ``asset_key`` (for one batch, or one run)."""
     return table_path(mouse_data.output_dir("spark"), asset_key, partition)
 
 
@@ -102,6 +102,7 @@ def _with_batches(context: dg.AssetExecutionContext, table: pd.DataFrame, mouse_
 
 
 @dg.asset(
+    pool=DATA_POOL,
     group_name=GROUP, deps=[batch_session_features],
     ins={"raw_train_events": dg.AssetIn(input_manager_key="event_table_loader")},
 )
@@ -111,15 +112,17 @@ def train_session_features(
 ) -> dg.Output:
     """Behavioural features of each training session or window (labelled with user_id): those of the
     training file, plus those of every materialised training batch."""
-    table, info = featurise(raw_train_events, feature_engine, spark, spark_output(mouse_data, context.asset_key))
+    table, info = featurise(raw_train_events, feature_engine, spark,
+                            spark_output(mouse_data, context.asset_key, context.run_id))
     table, batch_info = _with_batches(context, table, mouse_data)
     return _output(table, {**info, **batch_info})
 
 
-@dg.asset(group_name=GROUP, ins={"raw_test_events": dg.AssetIn(input_manager_key="event_table_loader")})
+@dg.asset(pool=DATA_POOL, group_name=GROUP, ins={"raw_test_events": dg.AssetIn(input_manager_key="event_table_loader")})
 def test_session_features(
     context: dg.AssetExecutionContext, raw_test_events: EventTable, feature_engine: FeatureEngineResource,
     spark: SparkResource, mouse_data: MouseDataResource,
 ) -> dg.Output:
     """Behavioural features of each test session or window, by the same code as training."""
-    return _output(*featurise(raw_test_events, feature_engine, spark, spark_output(mouse_data, context.asset_key)))
+    return _output(*featurise(raw_test_events, feature_engine, spark,
+                              spark_output(mouse_data, context.asset_key, context.run_id)))

@@ -12,7 +12,7 @@ import pandas as pd
 from mouse_pipeline import contract as c
 from mouse_pipeline.defs.ingestion.checks import TRAIN_RULES, rule_check_results, rule_check_specs
 from mouse_pipeline.defs.metadata import table_preview
-from mouse_pipeline.defs.resources import MouseDataResource, ValidationLimitsResource
+from mouse_pipeline.defs.resources import DATA_POOL, MouseDataResource, ValidationLimitsResource
 from mouse_pipeline.ingest import EventFileError, IngestResult, empty_rejected, read_events
 from mouse_pipeline.scoring import relabel
 
@@ -65,6 +65,7 @@ def ingestion_outputs(context: dg.AssetExecutionContext, result: IngestResult, e
 
 
 @dg.multi_asset(
+    pool=DATA_POOL,
     outs={
         "raw_train_events": dg.AssetOut(
             description="Clean labelled events of the training CSV, sorted by (session_id, timestamp); "
@@ -89,6 +90,7 @@ def train_events(context: dg.AssetExecutionContext, mouse_data: MouseDataResourc
 
 
 @dg.multi_asset(
+    pool=DATA_POOL,
     outs={
         "raw_test_events": dg.AssetOut(
             description="Clean unlabelled events of the test CSV, sorted by (session_id, timestamp); "
@@ -109,7 +111,7 @@ def test_events(context: dg.AssetExecutionContext, mouse_data: MouseDataResource
     yield from ingestion_outputs(context, result, "raw_test_events", "rejected_test_events", files.simulated)
 
 
-@dg.asset(group_name=GROUP)
+@dg.asset(pool=DATA_POOL, group_name=GROUP)
 def rejected_events(
     mouse_data: MouseDataResource, rejected_train_events: pd.DataFrame, rejected_test_events: pd.DataFrame
 ) -> dg.MaterializeResult:

@@ -14,7 +14,7 @@ from sklearn.pipeline import Pipeline
 from mouse_pipeline import tracking
 from mouse_pipeline.champion import DataIdentity
 from mouse_pipeline.defs.metadata import png_markdown, table_preview
-from mouse_pipeline.defs.resources import FeatureEngineResource, MlflowResource, MouseDataResource
+from mouse_pipeline.defs.resources import DATA_POOL, FeatureEngineResource, MlflowResource, MouseDataResource
 from mouse_pipeline.evaluation import (
     confusion_heatmap_png,
     evaluation_report,
@@ -76,7 +76,7 @@ class TrainedModel:
     identity: DataIdentity
 
 
-@dg.asset(group_name=GROUP)
+@dg.asset(pool=DATA_POOL, group_name=GROUP)
 def feature_matrix(train_session_features: pd.DataFrame, test_session_features: pd.DataFrame) -> dg.Output:
     """Training and test features on one column order, scaled by a train-only fit."""
     matrix = build_feature_matrix(train_session_features, test_session_features)
@@ -102,7 +102,7 @@ def _latest_metadata(context: dg.AssetExecutionContext, key: str) -> dict:
     return {k: getattr(v, "value", v) for k, v in event.asset_materialization.metadata.items()}
 
 
-@dg.asset(group_name=GROUP, deps=["raw_train_events"])
+@dg.asset(pool=DATA_POOL, group_name=GROUP, deps=["raw_train_events"])
 def user_identifier(
     context: dg.AssetExecutionContext,
     config: TrainingRunConfig,
@@ -176,14 +176,14 @@ def user_identifier(
             "candidate": best.candidate.name,
             "candidates": table_preview(candidates.round(4), rows=50, columns=None),
             "mlflow_run_id": logged.run_id,
-            "mlflow_tracking_uri": mlflow_tracking.uri(),
+            "mlflow_tracking_uri": tracking.redact_uri(mlflow_tracking.uri()),
             "model_version": logged.version or "",
             "training_data": identity.describe(),
         },
     )
 
 
-@dg.asset(group_name=GROUP, deps=["verification_calibration"])
+@dg.asset(pool=DATA_POOL, group_name=GROUP, deps=["verification_calibration"])
 def champion(context: dg.AssetExecutionContext, user_identifier: TrainedModel,
              mlflow_tracking: MlflowResource) -> dg.Output:
     """The champion gate, run last: once the new version's run holds everything scoring needs (the
@@ -213,7 +213,7 @@ def champion(context: dg.AssetExecutionContext, user_identifier: TrainedModel,
     )
 
 
-@dg.asset(group_name=GROUP)
+@dg.asset(pool=DATA_POOL, group_name=GROUP)
 def model_evaluation(
     user_identifier: TrainedModel, mlflow_tracking: MlflowResource, mouse_data: MouseDataResource
 ) -> dg.Output:

@@ -6,7 +6,7 @@ import pandas as pd
 from mouse_pipeline import contract as c
 from mouse_pipeline.defs.metadata import table_preview
 from mouse_pipeline.defs.model.assets import TrainedModel
-from mouse_pipeline.defs.resources import FeatureEngineResource, MlflowResource, MouseDataResource
+from mouse_pipeline.defs.resources import DATA_POOL, FeatureEngineResource, MlflowResource, MouseDataResource
 from mouse_pipeline.prediction import UNKNOWN
 from mouse_pipeline.outputs import LATEST, publish_folder
 from mouse_pipeline.scoring import prediction_info, prediction_tables, score_events
@@ -23,7 +23,7 @@ class PredictionRunConfig(dg.Config):
     allow_foreign_champion: bool = False
 
 
-@dg.asset(group_name=GROUP, deps=["champion"])
+@dg.asset(pool=DATA_POOL, group_name=GROUP, deps=["champion"])
 def predictions(
     context: dg.AssetExecutionContext,
     config: PredictionRunConfig,

@@ -10,7 +10,7 @@ import pandas as pd
 from mouse_pipeline import tracking
 from mouse_pipeline.defs.metadata import png_markdown, table_preview
 from mouse_pipeline.defs.model.assets import TrainedModel
-from mouse_pipeline.defs.resources import FeatureEngineResource, MlflowResource, MouseDataResource
+from mouse_pipeline.defs.resources import DATA_POOL, FeatureEngineResource, MlflowResource, MouseDataResource
 from mouse_pipeline.modelling import FeatureMatrix
 from mouse_pipeline.outputs import write_atomic
 from mouse_pipeline.prediction import session_probabilities_of
@@ -58,7 +58,7 @@ def _rates_metadata(prefix: str, rates: ErrorRates) -> dict:
     }
 
 
-@dg.asset(group_name=GROUP)
+@dg.asset(pool=DATA_POOL, group_name=GROUP)
 def verification_calibration(
     context: dg.AssetExecutionContext, config: CalibrationRunConfig, user_identifier: TrainedModel,
     feature_matrix: FeatureMatrix, mlflow_tracking: MlflowResource, mouse_data: MouseDataResource,
@@ -95,7 +95,7 @@ def verification_calibration(
     )
 
 
-@dg.asset(group_name=GROUP, deps=["champion"])
+@dg.asset(pool=DATA_POOL, group_name=GROUP, deps=["champion"])
 def verification(
     config: VerificationRunConfig, user_identifier: TrainedModel, test_session_features: pd.DataFrame,
     raw_test_events: pd.DataFrame, mouse_data: MouseDataResource, mlflow_tracking: MlflowResource,
