@@ -316,3 +316,24 @@ def test_two_concurrent_runs_on_one_fresh_data_folder_both_end_consistent(tmp_pa
     assert versions <= {"1", "2"}
     assert read_manifest(predictions / "latest")["files"]["Predicted_mouse.csv"]["rows"] == len(
         pd.read_csv(small_files["test"]))
+
+
+def test_the_instance_settings_queue_runs_of_one_folder_and_fail_killed_runs(tmp_path):
+    import shutil
+
+    from dagster._core.launcher import WorkerStatus
+
+    from mouse_pipeline.defs.run_launcher import LocalRunLauncher, worker_status
+
+    shutil.copy(Path(__file__).resolve().parents[1] / "dagster_home" / "dagster.yaml", tmp_path / "dagster.yaml")
+    instance = dg.DagsterInstance.from_config(str(tmp_path))
+    try:
+        assert isinstance(instance.run_launcher, LocalRunLauncher)
+        assert instance.run_monitoring_enabled
+        assert instance.get_concurrency_config().pool_config.default_pool_limit == 1
+    finally:
+        instance.dispose()
+    assert worker_status(os.getpid()).status == WorkerStatus.RUNNING
+    finished = subprocess.Popen([sys.executable, "-c", "pass"])
+    finished.wait()
+    assert worker_status(finished.pid).status == WorkerStatus.FAILED
