@@ -64,19 +64,24 @@ def ingestion_outputs(context: dg.AssetExecutionContext, result: IngestResult, e
         yield dg.Output(result.rejected, rejected_key, metadata=rejected_metadata(result))
 
 
-@dg.multi_asset(
-    pool=DATA_POOL,
-    outs={
-        "raw_train_events": dg.AssetOut(
-            description="Clean labelled events of the training CSV, sorted by (session_id, timestamp); "
-                        "stored as Parquet for either feature engine.",
+def ingestion_outs(events_key: str, rejected_key: str, file: str) -> dict[str, dg.AssetOut]:
+    """The two outputs of reading one CSV: its clean events (Parquet) and its rejected rows."""
+    return {
+        events_key: dg.AssetOut(
+            description=f"Clean events of the {file} CSV, sorted by (session_id, timestamp); stored as Parquet "
+                        "for either feature engine.",
             group_name=GROUP, is_required=False, io_manager_key="events_io_manager",
         ),
-        "rejected_train_events": dg.AssetOut(
-            description="Rows of the training CSV that failed parsing, with line number and reason.",
+        rejected_key: dg.AssetOut(
+            description=f"Rows of the {file} CSV that failed parsing, with line number and reason.",
             group_name=GROUP, is_required=False,
         ),
-    },
+    }
+
+
+@dg.multi_asset(
+    pool=DATA_POOL,
+    outs=ingestion_outs("raw_train_events", "rejected_train_events", "training"),
     check_specs=rule_check_specs("raw_train_events", TRAIN_RULES),
     can_subset=True,
     description="Read the training CSV (MOUSE_TRAIN_CSV, or simulated data) and check its events.",
@@ -91,17 +96,7 @@ def train_events(context: dg.AssetExecutionContext, mouse_data: MouseDataResourc
 
 @dg.multi_asset(
     pool=DATA_POOL,
-    outs={
-        "raw_test_events": dg.AssetOut(
-            description="Clean unlabelled events of the test CSV, sorted by (session_id, timestamp); "
-                        "stored as Parquet for either feature engine.",
-            group_name=GROUP, is_required=False, io_manager_key="events_io_manager",
-        ),
-        "rejected_test_events": dg.AssetOut(
-            description="Rows of the test CSV that failed parsing, with line number and reason.",
-            group_name=GROUP, is_required=False,
-        ),
-    },
+    outs=ingestion_outs("raw_test_events", "rejected_test_events", "test"),
     can_subset=True,
     description="Read the test CSV (MOUSE_TEST_CSV, or simulated data).",
 )
