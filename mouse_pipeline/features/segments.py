@@ -84,13 +84,17 @@ def session_codes(session_id: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     return codes.astype(np.int64), np.asarray(uniques, dtype=object).astype(str)
 
 
-def sort_order(codes: np.ndarray, t: np.ndarray) -> np.ndarray | None:
-    """Stable order by (session code, timestamp); equal timestamps keep input order.
+def stable_order(codes: np.ndarray, t: np.ndarray) -> np.ndarray | None:
+    """Stable order by (code, timestamp); equal keys keep input order.
 
-    Returns None when the input is already in that order (as ingestion leaves
-    it), which costs one linear check. Otherwise both keys are packed into one
-    int64 when their ranges fit in 63 bits (one stable argsort), else a
-    two-key ``lexsort``.
+    ``codes`` are non-negative integers (session numbers or ranks) and ``t``
+    int64 timestamps, one per row. Returns None when the rows are already in
+    that order (one linear check). Otherwise, when code, time offset and row
+    number fit together in 64 bits (sessions x time span x rows: 2**64 is a
+    lot), they are packed into one uint64 key and sorted with ``np.sort``
+    (SIMD, no permutation array to carry: the row number comes back out of
+    the key's low bits, and makes the order stable); else a two-key
+    ``lexsort``.
     """
     n = len(codes)
     if n == 0:
@@ -98,12 +102,15 @@ def sort_order(codes: np.ndarray, t: np.ndarray) -> np.ndarray | None:
     step_code = np.diff(codes)
     if (step_code >= 0).all() and ((step_code > 0) | (np.diff(t) >= 0)).all():
         return None
-    t_span = int(t.max() - t.min())
-    code_bits, t_bits = int(codes.max()).bit_length(), t_span.bit_length()
-    if code_bits + t_bits <= 63:
-        key = (codes.astype(np.int64) << t_bits) | (t - t.min())
-        return np.argsort(key, kind="stable")
-    return np.lexsort((t, codes))
+    t0 = int(t.min())
+    code_bits, t_bits, row_bits = int(codes.max()).bit_length(), (int(t.max()) - t0).bit_length(), (n - 1).bit_length()
+    if code_bits + t_bits + row_bits > 64:
+        return np.lexsort((t, codes))
+    key = codes.astype(np.uint64) << np.uint64(t_bits + row_bits)
+    key |= (t - t0).astype(np.uint64) << np.uint64(row_bits)
+    key |= np.arange(n, dtype=np.uint64)
+    key.sort()
+    return (key & np.uint64((1 << row_bits) - 1)).astype(np.int64)
 
 
 def sort_events(events: pd.DataFrame) -> SegmentedEvents:
@@ -118,7 +125,7 @@ def sort_events(events: pd.DataFrame) -> SegmentedEvents:
         raise KeyError(f"events frame lacks column(s) {missing}")
     codes, session_ids = session_codes(events[c.SESSION_ID])
     t = events[c.TIMESTAMP].to_numpy(dtype=np.int64)
-    order = sort_order(codes, t)
+    order = stable_order(codes, t)
 
     def ordered(values: np.ndarray) -> np.ndarray:
         return values if order is None else values[order]
