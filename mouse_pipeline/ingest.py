@@ -174,7 +174,8 @@ def _check_header(path: Path, header: list[str], labelled: bool) -> None:
 # --------------------------------------------------------------------------------------------
 
 
-def _numpy(values: pa.Array | pa.ChunkedArray) -> np.ndarray:
+def numpy_values(values: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """An Arrow array (chunked or not, possibly empty) as a numpy array."""
     return values.to_numpy(zero_copy_only=False) if len(values) else np.zeros(0, dtype=values.type.to_pandas_dtype())
 
 
@@ -186,7 +187,7 @@ def bool_mask(flags: pa.Array | pa.ChunkedArray) -> np.ndarray:
         return np.zeros(len(flags), dtype=bool)
     if flags.null_count == 0 and pc.all(flags).as_py():
         return np.ones(len(flags), dtype=bool)
-    return _numpy(pc.fill_null(flags, False))
+    return numpy_values(pc.fill_null(flags, False))
 
 
 def _as_text(column: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
@@ -211,10 +212,10 @@ def _parse_plain_or_regex(
     """
     n = len(text)
     if plain.all():
-        return _numpy(pc.cast(text, plain_type)).astype(np.float64), np.zeros(0, np.int64), pa.array([], pa.string())
+        return numpy_values(pc.cast(text, plain_type)).astype(np.float64), np.zeros(0, np.int64), pa.array([], pa.string())
     values = np.full(n, np.nan)
     if plain.any():
-        values[plain] = _numpy(pc.cast(pc.take(text, _where(plain)), plain_type))
+        values[plain] = numpy_values(pc.cast(pc.take(text, _where(plain)), plain_type))
     other = np.flatnonzero(~plain)
     return values, other, pc.take(text, pa.array(other))
 
@@ -228,16 +229,16 @@ def _parse_float(text: pa.Array | pa.ChunkedArray) -> np.ndarray:
     against the number pattern.
     """
     if pa.types.is_floating(text.type) or pa.types.is_integer(text.type):
-        return _numpy(pc.fill_null(pc.cast(text, pa.float64()), np.nan))
+        return numpy_values(pc.fill_null(pc.cast(text, pa.float64()), np.nan))
     text = _as_text(text)
     try:
-        return _numpy(pc.cast(text, pa.float64()))
+        return numpy_values(pc.cast(text, pa.float64()))
     except pa.ArrowInvalid:
         pass
     plain = bool_mask(pc.ascii_is_decimal(pc.replace_substring(text, ".", "", max_replacements=1)))
     values, other, rest = _parse_plain_or_regex(text, plain, pa.float64())
     ok = pc.match_substring_regex(rest, _NUMBER)
-    values[other] = _numpy(pc.cast(pc.if_else(ok, pc.utf8_trim_whitespace(rest), "nan"), pa.float64()))
+    values[other] = numpy_values(pc.cast(pc.if_else(ok, pc.utf8_trim_whitespace(rest), "nan"), pa.float64()))
     return values
 
 
@@ -252,14 +253,14 @@ def _parse_timestamp(text: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.n
     n = len(text)
     if pa.types.is_integer(text.type):
         missing = bool_mask(pc.is_null(text))
-        return _numpy(pc.fill_null(pc.cast(text, pa.int64()), 0)), missing, np.zeros(n, dtype=bool)
+        return numpy_values(pc.fill_null(pc.cast(text, pa.int64()), 0)), missing, np.zeros(n, dtype=bool)
     text = _as_text(text)
     plain = bool_mask(pc.and_(pc.ascii_is_decimal(text), pc.less_equal(pc.binary_length(text), 18)))
     if plain.all():
-        return _numpy(pc.cast(text, pa.int64())), np.zeros(n, dtype=bool), np.zeros(n, dtype=bool)
+        return numpy_values(pc.cast(text, pa.int64())), np.zeros(n, dtype=bool), np.zeros(n, dtype=bool)
     values = np.zeros(n, dtype=np.int64)
     if plain.any():
-        values[plain] = _numpy(pc.cast(pc.take(text, _where(plain)), pa.int64()))
+        values[plain] = numpy_values(pc.cast(pc.take(text, _where(plain)), pa.int64()))
     other = np.flatnonzero(~plain)
     rest = pc.take(text, pa.array(other))
     integer = bool_mask(pc.match_substring_regex(rest, _INTEGER))
@@ -268,7 +269,7 @@ def _parse_timestamp(text: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.n
     not_integer = np.zeros(n, dtype=bool)
     not_integer[other] = ~integer & ~scientific[other]
     # An integer beyond int64 goes through float64: it is out of range anyway.
-    number = _numpy(pc.cast(pc.if_else(integer, pc.utf8_trim_whitespace(rest), "0"), pa.float64()))
+    number = numpy_values(pc.cast(pc.if_else(integer, pc.utf8_trim_whitespace(rest), "0"), pa.float64()))
     in_range = (number >= c.MIN_TIMESTAMP_MS) & (number < c.MAX_TIMESTAMP_MS)
     values[other] = np.where(in_range, number, -1).astype(np.int64)  # -1: out of range, whichever side
     return values, not_integer, scientific
@@ -281,14 +282,14 @@ def _parse_event_type(text: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.
     accepted when it equals a code (``2.0``).
     """
     if pa.types.is_integer(text.type) or pa.types.is_floating(text.type):
-        number = _numpy(pc.fill_null(pc.cast(text, pa.float64()), np.nan))
+        number = numpy_values(pc.fill_null(pc.cast(text, pa.float64()), np.nan))
     else:
         text = _as_text(text)
         plain = bool_mask(pc.and_(pc.ascii_is_decimal(text), pc.less_equal(pc.binary_length(text), 3)))
         number, other, rest = _parse_plain_or_regex(text, plain, pa.int16())
         if len(other):
             ok = pc.match_substring_regex(rest, _NUMBER)
-            number[other] = _numpy(pc.cast(pc.if_else(ok, pc.utf8_trim_whitespace(rest), "nan"), pa.float64()))
+            number[other] = numpy_values(pc.cast(pc.if_else(ok, pc.utf8_trim_whitespace(rest), "nan"), pa.float64()))
     valid = (number >= min(c.EVENT_CODES)) & (number <= max(c.EVENT_CODES)) & (number % 1 == 0)
     valid &= np.isin(np.where(valid, number, 0), c.EVENT_CODES)
     return np.where(valid, number, 0).astype(np.int8), valid
@@ -320,7 +321,7 @@ def _dictionary(column: pa.Array | pa.ChunkedArray) -> tuple[pa.Array, np.ndarra
     chunks = column.unify_dictionaries().chunks if isinstance(column, pa.ChunkedArray) else [column]
     if not chunks:
         return pa.array([], pa.string()), np.zeros(0, dtype=np.int64)
-    codes = np.concatenate([_numpy(chunk.indices) for chunk in chunks]).astype(np.int64, copy=False)
+    codes = np.concatenate([numpy_values(chunk.indices) for chunk in chunks]).astype(np.int64, copy=False)
     return chunks[0].dictionary, codes
 
 
@@ -488,7 +489,7 @@ def _shared_uid_rows(uid: pa.ChunkedArray) -> np.ndarray:
     hashes = [_string_hashes(chunk) for chunk in uid.chunks]
     if any(h is None for h in hashes):  # long ids: exact codes from a hash table instead
         codes = pc.dictionary_encode(uid)
-        key = np.concatenate([_numpy(chunk.indices) for chunk in codes.unify_dictionaries().chunks])
+        key = np.concatenate([numpy_values(chunk.indices) for chunk in codes.unify_dictionaries().chunks])
     else:
         key = np.concatenate(hashes) if hashes else np.zeros(0, dtype=np.uint64)
     ordered = np.sort(key)
@@ -680,5 +681,5 @@ def read_events(path: str | Path, labelled: bool) -> IngestResult:
 
 def _session_ranks(session: IdColumn) -> np.ndarray:
     """Per row, the rank of its (trimmed) session id in sorted order; equal ids share a rank."""
-    rank = _numpy(pc.rank(session.values, sort_keys="ascending", tiebreaker="dense")).astype(np.int64) - 1
+    rank = numpy_values(pc.rank(session.values, sort_keys="ascending", tiebreaker="dense")).astype(np.int64) - 1
     return rank if session.codes is None else rank[session.codes]
