@@ -27,7 +27,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from mouse_pipeline import contract as c
-from mouse_pipeline.features.segments import stable_order
+from mouse_pipeline.features.segments import arrow_text, stable_order
 from mouse_pipeline.ingest import bool_mask, numpy_values
 
 
@@ -58,17 +58,6 @@ class RuleSettings:
     min_balance_ratio: float = 0.5
 
 
-def _text(series: pd.Series) -> pa.ChunkedArray:
-    """A text column as Arrow strings (zero-copy for Arrow-backed columns); missing values are null."""
-    try:
-        array = pa.array(series.array, from_pandas=True)
-    except (pa.ArrowInvalid, pa.ArrowTypeError):  # mixed objects: their text, as pandas writes it
-        array = pa.array(series.astype("str").array, from_pandas=True)
-    if not (pa.types.is_string(array.type) or pa.types.is_large_string(array.type)):
-        array = pc.cast(array, pa.string())
-    return pa.chunked_array([array]) if isinstance(array, pa.Array) else array
-
-
 def _blank(text: pa.ChunkedArray | pa.Array) -> np.ndarray:
     """Null, empty or whitespace only (what ``str.strip() == ""`` calls blank)."""
     blank = pc.or_(pc.equal(pc.binary_length(text), 0), pc.utf8_is_space(text))
@@ -87,7 +76,8 @@ class Codes:
     def of(cls, series: pd.Series) -> "Codes":
         """Code a column in one pass: the runs of equal neighbours are found first (sessions and
         users come in long runs in sorted events), and only one value per run is hashed."""
-        text = _text(series).combine_chunks()
+        text = arrow_text(series)
+        text = text.combine_chunks() if isinstance(text, pa.ChunkedArray) else text
         n = len(text)
         if n == 0:
             return cls(np.zeros(0, dtype=np.int64), pd.array([], dtype="str"), np.zeros(0, dtype=bool))
@@ -182,7 +172,7 @@ def _no_nulls(index: EventIndex, settings: RuleSettings) -> RuleResult:
         elif col == c.USER_ID:
             missing[col] = index.user.blank
         elif c.DTYPES[col] == "str":
-            missing[col] = _blank(_text(events[col]))
+            missing[col] = _blank(arrow_text(events[col]))
         else:
             missing[col] = events[col].isna().to_numpy()
     bad_rows = np.zeros(len(events), dtype=bool)

@@ -20,7 +20,7 @@ from mouse_pipeline import contract as c
 
 @dataclass(frozen=True)
 class SegmentedEvents:
-    """Sorted event arrays plus the segment id of each event.
+    """Sorted event arrays plus the session of each event.
 
     Attributes
     ----------
@@ -30,8 +30,6 @@ class SegmentedEvents:
         feature code converts them chunk by chunk).
     session:
         Session number of each event (``0 .. n_sessions-1``, non-decreasing).
-    rank:
-        Position of each event within its session (0-based).
     session_ids:
         ``session_id`` of each session number.
     session_users:
@@ -43,7 +41,6 @@ class SegmentedEvents:
     y: np.ndarray
     code: np.ndarray
     session: np.ndarray
-    rank: np.ndarray
     session_ids: np.ndarray
     session_users: np.ndarray | None
 
@@ -55,15 +52,41 @@ class SegmentedEvents:
     def n_sessions(self) -> int:
         return len(self.session_ids)
 
+    @staticmethod
+    def first_rows(session: np.ndarray) -> np.ndarray:
+        """Row of the first event of each run of equal session numbers."""
+        if len(session) == 0:
+            return np.zeros(0, dtype=np.int64)
+        return np.r_[0, np.flatnonzero(session[1:] != session[:-1]) + 1]
+
+    def session_starts(self) -> np.ndarray:
+        """Row of the first event of each session."""
+        return self.first_rows(self.session)
+
+    def rank(self) -> np.ndarray:
+        """Position of each event within its session (0-based)."""
+        return np.arange(self.n_events, dtype=np.int64) - self.session_starts()[self.session]
+
     def slice(self, lo: int, hi: int) -> "SegmentedEvents":
         """Rows ``lo:hi`` (whole sessions), with sessions renumbered from 0."""
         first, last = int(self.session[lo]), int(self.session[hi - 1]) + 1
         return SegmentedEvents(
             t=self.t[lo:hi], x=self.x[lo:hi], y=self.y[lo:hi], code=self.code[lo:hi],
-            session=self.session[lo:hi] - first, rank=self.rank[lo:hi],
+            session=self.session[lo:hi] - first,
             session_ids=self.session_ids[first:last],
             session_users=None if self.session_users is None else self.session_users[first:last],
         )
+
+
+def arrow_text(column: pd.Series) -> pa.Array | pa.ChunkedArray:
+    """A text column as Arrow strings, without a copy for Arrow-backed columns; missing values are null."""
+    try:
+        array = pa.array(column.array, from_pandas=True)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):  # mixed objects: their text, as pandas writes it
+        array = pa.array(column.astype("str").array, from_pandas=True)
+    if not (pa.types.is_string(array.type) or pa.types.is_large_string(array.type)):
+        array = pc.cast(array, pa.string())
+    return array
 
 
 def session_codes(session_id: pd.Series) -> tuple[np.ndarray, np.ndarray]:
@@ -72,16 +95,26 @@ def session_codes(session_id: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     Rows grouped by session (as ingestion leaves them) are coded by comparing
     neighbours, a linear pass; otherwise by hashing (``pd.factorize``).
     """
-    arr = pa.array(session_id.array if hasattr(session_id, "array") else session_id, type=pa.string())
+    arr = arrow_text(session_id)
     n = len(arr)
     if n == 0:
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=str)
     starts = np.r_[True, pc.not_equal(arr[1:], arr[:-1]).to_numpy(zero_copy_only=False)]
     ids = np.asarray(arr.filter(pa.array(starts)).to_pylist(), dtype=object).astype(str)
     if len(np.unique(ids)) == len(ids):  # each session is one contiguous run
-        return np.cumsum(starts) - 1, ids
+        return np.cumsum(starts, dtype=np.int64) - 1, ids
     codes, uniques = pd.factorize(session_id, sort=False)
     return codes.astype(np.int64), np.asarray(uniques, dtype=object).astype(str)
+
+
+def _in_order(codes: np.ndarray, t: np.ndarray, block: int = 1 << 20) -> bool:
+    """Are rows sorted by (code, t)? Checked in blocks, so that no temporary is larger than a block."""
+    for lo in range(0, len(codes) - 1, block):
+        hi = min(lo + block, len(codes) - 1)
+        before, after = codes[lo:hi], codes[lo + 1:hi + 1]
+        if not (after >= before).all() or not ((after > before) | (t[lo + 1:hi + 1] >= t[lo:hi])).all():
+            return False
+    return True
 
 
 def stable_order(codes: np.ndarray, t: np.ndarray) -> np.ndarray | None:
@@ -97,10 +130,7 @@ def stable_order(codes: np.ndarray, t: np.ndarray) -> np.ndarray | None:
     ``lexsort``.
     """
     n = len(codes)
-    if n == 0:
-        return None
-    step_code = np.diff(codes)
-    if (step_code >= 0).all() and ((step_code > 0) | (np.diff(t) >= 0)).all():
+    if n == 0 or _in_order(codes, t):
         return None
     t0 = int(t.min())
     code_bits, t_bits, row_bits = int(codes.max()).bit_length(), (int(t.max()) - t0).bit_length(), (n - 1).bit_length()
@@ -130,15 +160,12 @@ def sort_events(events: pd.DataFrame) -> SegmentedEvents:
     def ordered(values: np.ndarray) -> np.ndarray:
         return values if order is None else values[order]
 
-    session = ordered(codes).astype(np.int64)
-    n = len(session)
-    starts = np.r_[0, np.flatnonzero(np.diff(session)) + 1] if n else np.zeros(0, np.int64)
-    sizes = np.diff(np.r_[starts, n])
-    rank = np.arange(n, dtype=np.int64) - np.repeat(starts, sizes)
+    session = ordered(codes).astype(np.int64, copy=False)
     users = None
     if c.USER_ID in events.columns:  # one lookup per session, not a copy of the column
-        first_rows = starts if order is None else order[starts]
-        column = pa.array(events[c.USER_ID].array, type=pa.string())
+        first_rows = SegmentedEvents.first_rows(session)
+        first_rows = first_rows if order is None else order[first_rows]
+        column = arrow_text(events[c.USER_ID])
         users = np.asarray(column.take(pa.array(first_rows)).to_pylist(), dtype=object).astype(str)
     return SegmentedEvents(
         t=ordered(t),
@@ -146,7 +173,6 @@ def sort_events(events: pd.DataFrame) -> SegmentedEvents:
         y=ordered(events[c.SCREEN_Y].to_numpy(dtype=np.float64)),
         code=ordered(events[c.EVENT_TYPE].to_numpy()),
         session=session,
-        rank=rank,
         session_ids=session_ids,
         session_users=users,
     )
