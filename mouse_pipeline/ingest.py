@@ -305,6 +305,10 @@ class IdColumn:
         """The (trimmed) ids of ``rows``."""
         return self.values.take(pa.array(rows if self.codes is None else self.codes[rows]))
 
+    def per_row(self) -> pa.Array | pa.ChunkedArray:
+        """The (trimmed) id of every row, in row order."""
+        return self.values if self.codes is None else self.values.take(pa.array(self.codes))
+
 
 def _dictionary(column: pa.Array | pa.ChunkedArray) -> tuple[pa.Array, np.ndarray] | None:
     """``(dictionary, codes)`` of a dictionary-encoded column, else None."""
@@ -408,6 +412,17 @@ class FieldCheck:
         return pc.if_else(pa.array(blank), "blank line", joined).to_pylist()
 
 
+def reused_uid_reason(uid: str, first_line: int | None = None) -> str:
+    """The reason of a row that reuses an earlier row's uid with other content."""
+    where = "" if first_line is None else f" (first on line {first_line})"
+    return f"duplicate uid '{uid}' with different content{where}"
+
+
+def malformed_reason(expected: int, found: int) -> str:
+    """The reason of a line with the wrong number of fields."""
+    return f"malformed line: expected {expected} fields, found {found}"
+
+
 def check_fields(table: pa.Table, labelled: bool) -> FieldCheck:
     """Apply every row rule of the contract to a table of raw values, vectorised.
 
@@ -416,9 +431,10 @@ def check_fields(table: pa.Table, labelled: bool) -> FieldCheck:
     dictionary-encoded) or already typed (numbers of a Parquet table: only
     missing values and ranges are checked then). No row is dropped or
     reordered: the result has one entry per row of ``table``. The rules and
-    their messages are those of the module docstring.
+    their messages are those of the module docstring. A table without
+    ``uid`` (a Parquet table may leave it out) is checked on the other columns.
     """
-    columns = c.expected_columns(labelled)
+    columns = tuple(name for name in c.expected_columns(labelled) if name != c.UID or name in table.column_names)
     with ThreadPoolExecutor(max_workers=2) as pool:  # columns are independent; Arrow and numpy release the GIL
         ids = {name: pool.submit(_id_column, table.column(name)) for name in columns if name in _ID_COLUMNS}
         parsed_time = pool.submit(_parse_timestamp, table.column(c.TIMESTAMP))
@@ -541,8 +557,7 @@ def _repeated_uids(table: pa.Table, lines: np.ndarray, columns: tuple[str, ...]
     later = rows[c.UID].duplicated(keep="first")
     first_line = pd.Series(lines[rows.index], index=rows.index).groupby(rows[c.UID].to_numpy(), sort=False)
     first_line = first_line.transform("first")
-    reasons = [f"duplicate uid '{uid}' with different content (first on line {line})"
-               for uid, line in zip(rows.loc[later, c.UID], first_line[later])]
+    reasons = [reused_uid_reason(uid, line) for uid, line in zip(rows.loc[later, c.UID], first_line[later])]
     return duplicate.index[duplicate].to_numpy(), later.index[later].to_numpy(), reasons
 
 
@@ -597,7 +612,7 @@ def _read_table(path: Path, columns: tuple[str, ...]) -> tuple[pa.Table, np.ndar
         {
             "line_number": bad_lines,
             RAW_LINE: pd.Series([m[1] for m in malformed], dtype="str"),
-            REASON: pd.Series([f"malformed line: expected {m[2]} fields, found {m[3]}" for m in malformed],
+            REASON: pd.Series([malformed_reason(m[2], m[3]) for m in malformed],
                               dtype="str"),
         }
     )
