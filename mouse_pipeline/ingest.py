@@ -75,7 +75,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 
 from mouse_pipeline import contract as c
-from mouse_pipeline.features.segments import stable_order
+from mouse_pipeline.features.segments import sort_by_code_and_time, sort_uint64
 
 #: Columns of the rejected-rows frame, before the contract columns.
 REJECT_COLUMNS: tuple[str, ...] = ("source_file", "line_number")
@@ -279,9 +279,10 @@ def _parse_event_type(text: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.
     else:
         text = _as_text(text)
         if pc.all(pc.and_(pc.ascii_is_decimal(text), pc.less_equal(pc.binary_length(text), 3))).as_py():
-            number = numpy_values(pc.cast(text, pa.int16())).astype(np.float64)
-        else:
-            number = _parse_float(text)
+            code = numpy_values(pc.cast(text, pa.int16()))  # plain integers: a range check is enough
+            valid = np.isin(code, c.EVENT_CODES)
+            return np.where(valid, code, 0).astype(np.int8), valid
+        number = _parse_float(text)
     valid = (number >= min(c.EVENT_CODES)) & (number <= max(c.EVENT_CODES)) & (number % 1 == 0)
     valid &= np.isin(np.where(valid, number, 0), c.EVENT_CODES)
     return np.where(valid, number, 0).astype(np.int8), valid
@@ -477,34 +478,37 @@ def _string_buffers(array: pa.Array) -> tuple[np.ndarray, np.ndarray]:
     return offsets.astype(np.int64, copy=False), data
 
 
-def _string_hashes(array: pa.Array) -> np.ndarray | None:
-    """A 64-bit hash of every string of a (non-null) string array, or None when it cannot be done fast.
+def _string_hashes(array: pa.Array, width: int) -> np.ndarray | None:
+    """A 64-bit hash of every string of a (non-null) string array of strings at most ``width`` bytes
+    long, or None when it cannot be done fast.
 
     Values of one byte length (UUIDs) are viewed as rows of a byte matrix, no
     copy; other ASCII values are first padded with NUL to the longest (equal
     strings stay equal; the length is mixed in, so that padding cannot make
-    unequal strings equal). Each row, zero-padded to whole 64-bit words, is
-    folded with a multiply-xorshift mix, vectorised over rows. Values longer
-    than 64 bytes, or non-ASCII ones of several lengths, return None.
+    unequal strings equal). Each row, zero-padded to ``width`` rounded up to
+    whole 64-bit words (the same for every chunk of a column, so that equal
+    strings hash equally wherever they are), is folded with a
+    multiply-xorshift mix, vectorised over rows. Values longer than 64 bytes,
+    or non-ASCII ones of several lengths, return None.
     """
     n = len(array)
     if n == 0:
         return np.zeros(0, dtype=np.uint64)
-    offsets, data = _string_buffers(array)
-    lengths = np.diff(offsets)
-    width = int(lengths.max())
     if width > 64:
         return None
-    if int(lengths.min()) != width:
+    offsets, data = _string_buffers(array)
+    lengths = np.diff(offsets)
+    longest = int(lengths.max())
+    if int(lengths.min()) != longest:
         if not pc.all(pc.string_is_ascii(array)).as_py():
             return None
-        offsets, data = _string_buffers(pc.utf8_rpad(array, width, "\0"))
+        offsets, data = _string_buffers(pc.utf8_rpad(array, longest, "\0"))
     words = max(1, -(-width // 8))
     out = np.empty(n, dtype=np.uint64)
     for lo in range(0, n, _HASH_ROWS):
         hi = min(lo + _HASH_ROWS, n)
         block = np.zeros((hi - lo, words * 8), dtype=np.uint8)
-        block[:, :width] = data[offsets[lo]: offsets[lo] + (hi - lo) * width].reshape(hi - lo, width)
+        block[:, :longest] = data[offsets[lo]: offsets[lo] + (hi - lo) * longest].reshape(hi - lo, longest)
         h = lengths[lo:hi].astype(np.uint64) * _MIX
         for word in block.view(np.uint64).T:
             h ^= word
@@ -518,11 +522,12 @@ def _shared_uid_rows(uid: pa.Array | pa.ChunkedArray) -> np.ndarray:
     """Rows (ascending) whose uid may also be another row's: every true repeat, plus rare hash
     collisions, which the exact comparison that follows sorts out."""
     uid = _as_text(uid)
-    uid = uid.combine_chunks() if isinstance(uid, pa.ChunkedArray) else uid
-    key = _string_hashes(uid)
+    whole = uid.combine_chunks() if isinstance(uid, pa.ChunkedArray) else uid
+    key = _string_hashes(whole, pc.max(pc.binary_length(whole)).as_py() or 0)
+    del whole
     if key is None:  # long or non-ASCII ids: exact codes from a hash table instead
-        key = numpy_values(pc.dictionary_encode(uid).indices)
-    ordered = np.sort(key)
+        key = _distinct(uid)[1]
+    ordered = sort_uint64(key)
     repeated = ordered[1:][ordered[1:] == ordered[:-1]]
     if len(repeated) == 0:
         return np.zeros(0, dtype=np.int64)
@@ -530,9 +535,15 @@ def _shared_uid_rows(uid: pa.Array | pa.ChunkedArray) -> np.ndarray:
 
 
 def _text_table(table: pa.Table, rows: np.ndarray | None = None) -> pa.Table:
-    """Rows of ``table`` (all by default) with dictionary columns decoded to text."""
+    """Rows of ``table`` (all by default; ``rows`` ascending) with dictionary columns decoded to text.
+
+    Rows are picked with a mask, chunk by chunk (a ``take`` would first
+    concatenate every chunk of every column).
+    """
     if rows is not None:
-        table = table.slice(0, 0) if len(rows) == 0 else table.take(pa.array(rows, type=pa.int64()))
+        picked = np.zeros(table.num_rows, dtype=bool)
+        picked[rows] = True
+        table = table.filter(pa.array(picked))
     fields = [pa.field(f.name, f.type.value_type if pa.types.is_dictionary(f.type) else f.type)
               for f in table.schema]
     return table.cast(pa.schema(fields))
@@ -624,11 +635,15 @@ def _str_column(values: pa.Array | pa.ChunkedArray) -> pd.arrays.ArrowStringArra
     return pd.array(values, dtype="str")
 
 
-def _events_frame(check: FieldCheck, lines: np.ndarray, rows: np.ndarray, columns: tuple[str, ...]) -> pd.DataFrame:
-    """The clean events of ``rows`` (already in output order), typed as the contract says."""
+def _events_frame(check: FieldCheck, lines: np.ndarray, rows: np.ndarray, timestamps: np.ndarray,
+                  columns: tuple[str, ...]) -> pd.DataFrame:
+    """The clean events of ``rows`` (already in output order), typed as the contract says;
+    ``timestamps`` are those of ``rows``, already in order."""
     def column(name: str) -> object:
         if name in check.ids:
             return _str_column(check.ids[name].take(rows))
+        if name == c.TIMESTAMP:
+            return timestamps
         return getattr(check, name)[rows].astype(c.DTYPES[name], copy=False)
 
     # The gathers are independent and release the GIL: the uid strings, the largest, on a second thread.
@@ -636,7 +651,8 @@ def _events_frame(check: FieldCheck, lines: np.ndarray, rows: np.ndarray, column
         first = pool.submit(column, columns[0])
         data = {name: column(name) for name in columns[1:]}
         data = {columns[0]: first.result(), **data}
-    data[c.SOURCE_LINE] = lines[rows]
+    consecutive = len(lines) == 0 or lines[-1] - lines[0] == len(lines) - 1  # no malformed line in between
+    data[c.SOURCE_LINE] = rows + lines[0] if consecutive and len(lines) else lines[rows]
     return pd.DataFrame(data, copy=False)  # no copy into consolidated blocks
 
 
@@ -681,8 +697,13 @@ def read_events(path: str | Path, labelled: bool) -> IngestResult:
     clock.lap("parse")
     check, rejected, kept, exact_duplicates = _validate(path, table, lines, malformed, labelled)
     clock.lap("validate")
-    order = stable_order(_session_ranks(check.ids[c.SESSION_ID])[kept], check.timestamp[kept])
-    events = _events_frame(check, lines, kept if order is None else kept[order], columns)
+    ranks, timestamps = _session_ranks(check.ids[c.SESSION_ID]), check.timestamp
+    if len(kept) < check.n:
+        ranks, timestamps = ranks[kept], timestamps[kept]
+    order, _, timestamps = sort_by_code_and_time(ranks, timestamps)  # the sorted times come with the order
+    del ranks
+    rows = kept if order is None else (order if len(kept) == check.n else kept[order])
+    events = _events_frame(check, lines, rows, timestamps, columns)
     clock.lap("sort")
     return IngestResult(source_file=str(path), events=events, rejected=rejected, rows_read=rows_read,
                         exact_duplicates=exact_duplicates, timings=clock.laps)

@@ -295,3 +295,13 @@ def test_ids_stay_with_their_row_after_a_rejected_row(tmp_path):
     lines = ["u0,s1,7,1655993031186,2,abc,20", "u1,s1,7,1655993031186,2,10,20", "u2,s1,8,1655993031187,2,10,20"]
     events = read_events(write(tmp_path, lines), labelled=True).events
     assert events[[c.UID, c.USER_ID, c.SOURCE_LINE]].values.tolist() == [["u1", "7", 3], ["u2", "8", 4]]
+
+
+def test_uids_repeated_across_chunks_are_found_whatever_their_lengths():
+    import pyarrow as pa
+
+    from mouse_pipeline.ingest import _shared_uid_rows
+
+    uids = pa.chunked_array([pa.array(["abc", "x" * 36, "q"]), pa.array(["zz", "abc"]), pa.array(["y" * 10] * 3),
+                             pa.array(["abc", "abcd"])])
+    assert list(_shared_uid_rows(uids)) == [0, 4, 5, 6, 7, 8]
