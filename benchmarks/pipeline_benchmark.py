@@ -67,11 +67,15 @@ STAGES = ("parse train", "validate train", "sort train", "checks train", "featur
 # -------------------------------------------------------------------------------------------------
 
 
-def _actions_for(events: float, users: int, sessions: int) -> float:
-    """Mean actions per session so that the training file holds about ``events`` events."""
+def _actions_for(events: float, users: int, sessions: int, seed: int) -> float:
+    """Mean actions per session so that the training file holds about ``events`` events.
+
+    A pilot with the same seed has the same users (their habits are drawn
+    first), so its events per action carry over.
+    """
     from mouse_pipeline.simulate import simulate
 
-    pilot = simulate(users=users, sessions=sessions, test_sessions=0, actions_per_session=200, seed=11)
+    pilot = simulate(users=users, sessions=sessions, test_sessions=0, actions_per_session=200, seed=seed)
     per_action = len(pilot.train) / (users * sessions * 200)
     return max(2.0, events / (users * sessions) / per_action)
 
@@ -80,7 +84,7 @@ def simulate_files(events: float, users: int, sessions: int, test_sessions: int,
     """Write a simulated training and test CSV (fixed seed) into ``folder``."""
     from mouse_pipeline.simulate import simulate
 
-    actions = _actions_for(events, users, sessions)
+    actions = _actions_for(events, users, sessions, seed=1)
     data = simulate(users=users, sessions=sessions, test_sessions=test_sessions, actions_per_session=actions, seed=1)
     paths = {"train": folder / "train.csv", "test": folder / "test.csv"}
     data.train.to_csv(paths["train"], index=False)

@@ -337,7 +337,8 @@ def _id_column(column: pa.Array | pa.ChunkedArray) -> IdColumn:
     if pc.any(padded).as_py():
         values = pc.utf8_trim(values, " ")
     empty = bool_mask(empty)
-    if codes is not None:
+    if codes is not None:  # distinct values: as large_string, so that the rows taken need no conversion
+        values = pc.cast(values, pa.large_string())
         empty, scientific = empty[codes], scientific[codes]
     return IdColumn(values, codes, empty, scientific)
 
@@ -696,6 +697,7 @@ def read_events(path: str | Path, labelled: bool) -> IngestResult:
         raise EventFileError(f"{path}: has a header but no data rows")
     clock.lap("parse")
     check, rejected, kept, exact_duplicates = _validate(path, table, lines, malformed, labelled)
+    del table  # the raw text is no longer needed (the uids live on in ``check``): memory for the sort
     clock.lap("validate")
     ranks, timestamps = _session_ranks(check.ids[c.SESSION_ID]), check.timestamp
     if len(kept) < check.n:
