@@ -36,8 +36,9 @@ not timed) on the training and test events, alternating with the slice runs.
 Printed: per stage, events, median wall seconds over ``--repeat`` runs, the
 spread (fastest-slowest), events per second, the median CPU seconds of the
 process (it uses threads, so it can exceed the wall time; on a shared
-machine wall time above CPU time means waiting for a core), and peak
-resident memory; then the whole slice, its peak memory per million events,
+machine wall time above CPU time means waiting for a core; the three
+ingestion stages share the ingestion's CPU time in proportion to their wall
+time), and peak resident memory; then the whole slice, its peak memory per million events,
 and its speed-up over the notebook's featurizer. Timings on a machine shared
 with other work vary from run to run: compare medians, and read the spread
 and the load averages printed with them.
