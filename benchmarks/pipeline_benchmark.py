@@ -161,7 +161,7 @@ def run_slice(train: Path, test: Path) -> dict:
     from mouse_pipeline.validation import event_rules
 
     memory = Memory()
-    out: dict[str, dict] = {}
+    out: dict[str, dict] = {"baseline": {"rss": memory.now()}}  # interpreter and libraries, no data yet
     started = time.perf_counter()
     cpu_started = time.process_time()
 
@@ -273,10 +273,12 @@ def report(train: Path, test: Path, repeat: int, notebook_repeat: int, faulty: P
     whole = [s["slice"] for s in slices]
     events = whole[0]["events"]
     peak = float(np.median([r["peak"] for r in whole]))
+    baseline = float(np.median([s["baseline"]["rss"] for s in slices]))
     slice_seconds = float(np.median([r["seconds"] for r in whole]))
     print(f"\npeak resident memory of the slice: {peak / 1e9:.2f} GB for {events / 1e6:.2f} million events "
-          f"= {peak / 1e9 / (events / 1e6):.2f} GB per million events (the process's whole footprint: "
-          f"interpreter, libraries, the events of both files and the feature tables)")
+          f"= {peak / 1e9 / (events / 1e6):.2f} GB per million events, the process's whole footprint "
+          f"(of which {baseline / 1e9:.2f} GB of interpreter and libraries before any data: "
+          f"{(peak - baseline) / 1e9 / (events / 1e6):.2f} GB per million events above that)")
     print(f"rows rejected: train {slices[0]['train rejected']['rows']:,}, test {slices[0]['test rejected']['rows']:,}; "
           f"checks passed: {slices[0]['checks']}")
     if notebooks:
