@@ -727,6 +727,9 @@ def _validate(path: Path, table: pa.Table, lines: np.ndarray, malformed: pd.Data
     """Every rule on every row: the field check, the rejected rows (with reasons, sorted by line),
     the rows kept (ascending) and the number of exact duplicates."""
     columns = c.expected_columns(labelled)
+    # One contiguous uid array for the hash, the rules and the final gather (a take on a chunked
+    # array concatenates its chunks first, every time).
+    table = table.set_column(table.column_names.index(c.UID), c.UID, table.column(c.UID).combine_chunks())
     with ThreadPoolExecutor(max_workers=2) as pool:  # Arrow and numpy release the GIL: two cores at work
         shared_uids = pool.submit(_repeated_uids, table, lines, columns)
         check = check_fields(table, labelled)
