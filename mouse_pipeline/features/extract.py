@@ -293,7 +293,7 @@ def _pixel_grid(ch: _Chunk) -> dict[str, np.ndarray]:
 
 
 def extract_features(
-    events: pd.DataFrame, config: FeatureConfig = FeatureConfig(), chunk_events: int = 100_000,
+    events: pd.DataFrame, config: FeatureConfig = FeatureConfig(), chunk_events: int = 200_000,
     threads: int | None = None,
 ) -> pd.DataFrame:
     """Behavioural features of every session (or window) of ``events``.
@@ -309,7 +309,9 @@ def extract_features(
         After the sort, whole sessions are grouped into chunks of about this
         many events, featurised independently (a session never spans two
         chunks, so the result does not depend on the chunking) on a thread
-        pool: numpy releases the GIL, and intermediate arrays stay small.
+        pool: numpy releases the GIL, and intermediate arrays stay small
+        (200,000 events: a few tens of MB per thread, and few enough Python
+        calls per event that two threads rarely wait for each other).
     threads:
         Worker threads (default: the number of CPUs).
 
