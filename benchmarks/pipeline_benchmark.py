@@ -247,10 +247,24 @@ def _load() -> str:
     return " ".join(f"{x:.1f}" for x in os.getloadavg())
 
 
+def _huge_pages() -> str:
+    """Transparent huge page settings: on some VMs, faulting in fresh memory (every stage allocates
+    hundreds of MB) costs much system time when numpy asks for huge pages (``NUMPY_MADVISE_HUGEPAGE``)
+    and the kernel defragments for them."""
+    settings = []
+    for name in ("enabled", "defrag"):
+        try:
+            text = Path(f"/sys/kernel/mm/transparent_hugepage/{name}").read_text().split()
+            settings.append(f"{name} {next((w.strip('[]') for w in text if w.startswith('[')), '?')}")
+        except OSError:
+            return "unknown"
+    return ", ".join(settings) + f"; NUMPY_MADVISE_HUGEPAGE={os.environ.get('NUMPY_MADVISE_HUGEPAGE', 'unset')}"
+
+
 def report(train: Path, test: Path, repeat: int, notebook_repeat: int, faulty: Path | None, faulty_rows: int) -> None:
     print(f"training file {train} ({train.stat().st_size / 1e6:,.0f} MB), test file {test} "
-          f"({test.stat().st_size / 1e6:,.0f} MB); {os.cpu_count()} CPUs; load average before: {_load()}",
-          flush=True)
+          f"({test.stat().st_size / 1e6:,.0f} MB); {os.cpu_count()} CPUs; load average before: {_load()}; "
+          f"transparent huge pages: {_huge_pages()}", flush=True)
     slices, notebooks = [], []
     for i in range(max(repeat, notebook_repeat)):  # slice and notebook runs alternate
         if i < repeat:
