@@ -135,10 +135,8 @@ class IngestResult:
 
 def empty_rejected(columns: tuple[str, ...] = c.TRAIN_COLUMNS) -> pd.DataFrame:
     """A rejected-rows frame with no rows and the standard columns."""
-    frame = pd.DataFrame(
-        {name: pd.Series(dtype="str") for name in (*REJECT_COLUMNS, *columns, RAW_LINE, REASON)}
-    )
-    return frame.astype({"line_number": "int64"})
+    return pd.DataFrame({name: pd.Series(dtype="int64" if name == "line_number" else "str")
+                         for name in (*REJECT_COLUMNS, *columns, RAW_LINE, REASON)})
 
 
 def _read_header(path: Path) -> list[str]:
@@ -741,6 +739,8 @@ def _validate(path: Path, table: pa.Table, lines: np.ndarray, malformed: pd.Data
     keep[duplicate] = False
     keep[rejected_rows] = False
 
+    if len(rejected_rows) == 0 and len(malformed) == 0:  # a clean file: no frame work at all
+        return check, empty_rejected(columns), np.flatnonzero(keep), len(duplicate)
     raw = _text_table(table, rejected_rows)
     reasons = check.reasons(rejected_rows, raw)
     for row, extra in zip(np.searchsorted(rejected_rows, reused), reused_reasons):
