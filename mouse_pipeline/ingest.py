@@ -8,16 +8,66 @@ the file ends up in exactly one of three places:
 * the rejected rows, with the source file, line number, original values and
   the reason(s) for rejection;
 * the count of exact duplicates (a row identical to an earlier one in every
-  column, ``uid`` included).
+  column, ``uid`` included, as written in the file).
 
 A fault of the whole file (missing, empty, not CSV, a missing or misspelt
 column) raises :class:`EventFileError` naming the file and what is wrong.
+
+Row rules
+---------
+A row is rejected, with every reason that applies (joined by ``"; "``), when:
+
+* an id (``uid``, ``session_id``, ``user_id``) is empty or only whitespace;
+* an id is a number in scientific notation with a signed exponent
+  (``-2.4162E+18``): a spreadsheet turned it into a float and its digits are
+  lost;
+* ``timestamp`` is not an integer (``12.5``, ``yesterday``, empty), or is in
+  scientific notation (``1.65599E+12``, digits lost to a spreadsheet), or is
+  an integer outside 2000..2099 in epoch milliseconds (seconds instead of
+  milliseconds, a zero, a sentinel). An integer written with a zero
+  fraction (``1650000000000.0``, as pandas writes an integer column that went
+  through float) is exact, so it is accepted; a non-zero fraction is not;
+* ``event_type`` is not one of the contract's codes 1..5;
+* ``screen_x`` or ``screen_y`` is not a finite number;
+* the line has the wrong number of fields (``malformed line``);
+* its ``uid`` was already used by an earlier, different row.
+
+A line whose every field is empty is rejected as ``blank line``. Numbers may
+carry surrounding whitespace and a sign; ``event_type`` may be written
+``2.0``.
+
+Ids are kept as written except that spaces (U+0020) at either end are
+trimmed. Nothing else is trimmed: a leading tab, which OWASP's CSV-injection
+advice puts before a cell starting with ``=``, ``+``, ``-`` or ``@`` to stop
+a spreadsheet from running it as a formula, stays in place, so an id
+neutralised as ``\\t=1+1`` is never turned back into a live formula.
+
+How it is fast
+--------------
+pyarrow's multi-threaded CSV reader parses the file; ``session_id`` and
+``user_id`` come out dictionary-encoded, every other column as text. Every
+rule is Arrow compute or numpy over whole columns, on two threads: a column
+whose values are all in plain form is typed with one cast; a column with
+faults is parsed once per distinct text (timestamps: only the non-plain
+values meet the regular expressions); id rules run on the dictionaries (one
+value per session or user); a 64-bit hash of each ``uid`` finds the rows that
+share a uid, and only those are compared in full. The sort is one sort of
+packed integer keys, from which the sorted timestamps come back too. Text
+becomes Python strings only for the messages of rejected rows, which are
+assembled with Arrow string kernels. The events frame keeps Arrow-backed
+``str`` columns. :attr:`IngestResult.timings` has the seconds of each stage.
+
+The field rules (:func:`check_fields`) take any Arrow table of the contract's
+columns, so the Spark engine runs the very same code on its batches
+(:mod:`mouse_pipeline.spark_engine`).
 """
 
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -27,11 +77,25 @@ import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 
 from mouse_pipeline import contract as c
+from mouse_pipeline.features.segments import sort_by_code_and_time, sort_uint64
 
 #: Columns of the rejected-rows frame, before the contract columns.
 REJECT_COLUMNS: tuple[str, ...] = ("source_file", "line_number")
 REASON = "reason"
 RAW_LINE = "raw_line"
+
+#: Columns read dictionary-encoded: few distinct values, each checked once.
+_DICTIONARY_COLUMNS = (c.SESSION_ID, c.USER_ID)
+_ID_COLUMNS = (c.UID, c.SESSION_ID, c.USER_ID)
+
+_NUMBER = r"^\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$"
+_INTEGER = r"^\s*[-+]?\d+(\.0*)?\s*$"  # an integer, or one written with a zero fraction
+_SCIENTIFIC = r"^\s*[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+\s*$"
+#: An id that a spreadsheet turned into a float: ``-2.4162E+18``. The exponent's sign is
+#: required, so that hexadecimal ids such as ``12e4`` are not mistaken for numbers.
+_SCIENTIFIC_ID = r"^[-+]?\d+(\.\d*)?[eE][-+]\d+$"
+_SCIENTIFIC_ID_MAX_LENGTH = 32  # longer ids are never checked against _SCIENTIFIC_ID
+_SPREADSHEET = "is in scientific notation (precision lost, e.g. saved by a spreadsheet)"
 
 
 class EventFileError(ValueError):
@@ -47,6 +111,9 @@ class IngestResult:
     rejected: pd.DataFrame
     rows_read: int
     exact_duplicates: int
+    #: Wall-clock seconds of each stage: ``parse`` (header and CSV reader), ``validate`` (every
+    #: rule, the rejected rows and their reasons), ``sort`` (the sort and the typed events frame).
+    timings: dict[str, float] = field(default_factory=dict)
 
     @property
     def rows_accepted(self) -> int:
@@ -68,10 +135,8 @@ class IngestResult:
 
 def empty_rejected(columns: tuple[str, ...] = c.TRAIN_COLUMNS) -> pd.DataFrame:
     """A rejected-rows frame with no rows and the standard columns."""
-    frame = pd.DataFrame(
-        {name: pd.Series(dtype="str") for name in (*REJECT_COLUMNS, *columns, RAW_LINE, REASON)}
-    )
-    return frame.astype({"line_number": "int64"})
+    return pd.DataFrame({name: pd.Series(dtype="int64" if name == "line_number" else "str")
+                         for name in (*REJECT_COLUMNS, *columns, RAW_LINE, REASON)})
 
 
 def _read_header(path: Path) -> list[str]:
@@ -109,141 +174,483 @@ def _check_header(path: Path, header: list[str], labelled: bool) -> None:
     )
 
 
-def _read_strings(path: Path, columns: tuple[str, ...]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Read the wanted columns as strings; return (rows, malformed lines)."""
+# --------------------------------------------------------------------------------------------
+# Field rules: Arrow compute over the columns of any table of raw values.
+# --------------------------------------------------------------------------------------------
+
+
+def numpy_values(values: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """An Arrow array (chunked or not, possibly empty) as a numpy array."""
+    return values.to_numpy(zero_copy_only=False) if len(values) else np.zeros(0, dtype=values.type.to_pandas_dtype())
+
+
+def bool_mask(flags: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """A boolean Arrow array as numpy (nulls False), with no unpacking when all flags agree."""
+    if len(flags) == 0:
+        return np.zeros(0, dtype=bool)
+    if not pc.any(flags).as_py():
+        return np.zeros(len(flags), dtype=bool)
+    if flags.null_count == 0 and pc.all(flags).as_py():
+        return np.ones(len(flags), dtype=bool)
+    return numpy_values(pc.fill_null(flags, False))
+
+
+def _as_text(column: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
+    """A column as strings, nulls as empty strings (typed columns of Parquet input, say)."""
+    if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
+        column = pc.cast(column, pa.string())
+    return pc.fill_null(column, "") if column.null_count else column
+
+
+def _distinct(column: pa.Array | pa.ChunkedArray) -> tuple[pa.Array, np.ndarray]:
+    """``(distinct values, code of each row)``: the dictionary of a dictionary-encoded column, or one
+    built here (a hash pass)."""
+    encoded = _dictionary(column)
+    return encoded if encoded is not None else _dictionary(pc.dictionary_encode(column))
+
+
+def _parse_float(text: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """Numbers of a text column (NaN where the text is not a number).
+
+    One cast when every value parses (pyarrow also accepts ``nan`` and ``inf``,
+    which the finiteness rule rejects anyway). Otherwise each distinct text
+    (a few thousand screen coordinates) is matched against the number pattern
+    and cast once, and rows take their text's number.
+    """
+    if pa.types.is_floating(text.type) or pa.types.is_integer(text.type):
+        return numpy_values(pc.fill_null(pc.cast(text, pa.float64()), np.nan))
+    text = _as_text(text)
+    try:
+        return numpy_values(pc.cast(text, pa.float64()))
+    except pa.ArrowInvalid:
+        pass
+    values, codes = _distinct(text)
+    ok = pc.match_substring_regex(values, _NUMBER)
+    numbers = numpy_values(pc.cast(pc.if_else(ok, pc.utf8_trim_whitespace(values), "nan"), pa.float64()))
+    return numbers[codes]
+
+
+def _parse_timestamp(text: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Epoch milliseconds of a text column: ``(values, not_integer, scientific)``.
+
+    Plain digits (up to 18, so they fit in int64) are cast in one call; the
+    few other values are classified with regular expressions: an integer with
+    whitespace, a sign or a zero fraction is parsed, scientific notation and
+    anything else are faults. ``values`` is 0 where a fault is flagged.
+    """
+    n = len(text)
+    if pa.types.is_integer(text.type):
+        missing = bool_mask(pc.is_null(text))
+        return numpy_values(pc.fill_null(pc.cast(text, pa.int64()), 0)), missing, np.zeros(n, dtype=bool)
+    text = _as_text(text)
+    plain_flags = pc.and_(pc.ascii_is_decimal(text), pc.less_equal(pc.binary_length(text), 18))
+    plain = bool_mask(plain_flags)
+    if plain.all():
+        return numpy_values(pc.cast(text, pa.int64())), np.zeros(n, dtype=bool), np.zeros(n, dtype=bool)
+    values = np.zeros(n, dtype=np.int64)
+    if plain.any():
+        values[plain] = numpy_values(pc.cast(pc.filter(text, plain_flags), pa.int64()))
+    other = np.flatnonzero(~plain)
+    rest = pc.take(text, pa.array(other))
+    integer = bool_mask(pc.match_substring_regex(rest, _INTEGER))
+    scientific = np.zeros(n, dtype=bool)
+    scientific[other] = bool_mask(pc.match_substring_regex(rest, _SCIENTIFIC))
+    not_integer = np.zeros(n, dtype=bool)
+    not_integer[other] = ~integer & ~scientific[other]
+    # An integer beyond int64 goes through float64: it is out of range anyway.
+    number = numpy_values(pc.cast(pc.if_else(integer, pc.utf8_trim_whitespace(rest), "0"), pa.float64()))
+    in_range = (number >= c.MIN_TIMESTAMP_MS) & (number < c.MAX_TIMESTAMP_MS)
+    values[other] = np.where(in_range, number, -1).astype(np.int64)  # -1: out of range, whichever side
+    return values, not_integer, scientific
+
+
+def _parse_event_type(text: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
+    """Event codes of a text column: ``(codes as int8, valid)``.
+
+    Plain values of up to 3 digits are cast at once; otherwise each distinct
+    text is parsed as a number, accepted when it equals a code (``2.0``).
+    """
+    if pa.types.is_integer(text.type) or pa.types.is_floating(text.type):
+        number = numpy_values(pc.fill_null(pc.cast(text, pa.float64()), np.nan))
+    else:
+        text = _as_text(text)
+        if pc.all(pc.and_(pc.ascii_is_decimal(text), pc.less_equal(pc.binary_length(text), 3))).as_py():
+            code = numpy_values(pc.cast(text, pa.int16()))  # plain integers: a range check is enough
+            valid = np.isin(code, c.EVENT_CODES)
+            return np.where(valid, code, 0).astype(np.int8), valid
+        number = _parse_float(text)
+    valid = (number >= min(c.EVENT_CODES)) & (number <= max(c.EVENT_CODES)) & (number % 1 == 0)
+    valid &= np.isin(np.where(valid, number, 0), c.EVENT_CODES)
+    return np.where(valid, number, 0).astype(np.int8), valid
+
+
+@dataclass(frozen=True)
+class IdColumn:
+    """An id column as distinct values plus a code per row (or one value per row).
+
+    ``values`` are the ids with spaces trimmed at both ends; ``codes`` (None
+    when ``values`` has one entry per row) picks each row's value.
+    ``empty`` and ``scientific`` are per-row fault masks.
+    """
+
+    values: pa.Array
+    codes: np.ndarray | None
+    empty: np.ndarray
+    scientific: np.ndarray
+
+    def take(self, rows: np.ndarray) -> pa.Array | pa.ChunkedArray:
+        """The (trimmed) ids of ``rows``."""
+        return self.values.take(pa.array(rows if self.codes is None else self.codes[rows]))
+
+    def per_row(self) -> pa.Array | pa.ChunkedArray:
+        """The (trimmed) id of every row, in row order."""
+        return self.values if self.codes is None else self.values.take(pa.array(self.codes))
+
+
+def _dictionary(column: pa.Array | pa.ChunkedArray) -> tuple[pa.Array, np.ndarray] | None:
+    """``(dictionary, codes)`` of a dictionary-encoded column, else None."""
+    if not pa.types.is_dictionary(column.type):
+        return None
+    chunks = column.unify_dictionaries().chunks if isinstance(column, pa.ChunkedArray) else [column]
+    if not chunks:
+        return pa.array([], pa.string()), np.zeros(0, dtype=np.int64)
+    codes = np.concatenate([numpy_values(chunk.indices) for chunk in chunks]).astype(np.int64, copy=False)
+    return chunks[0].dictionary, codes
+
+
+def _id_column(column: pa.Array | pa.ChunkedArray) -> IdColumn:
+    """Trim spaces and find empty and spreadsheet-mangled ids, once per distinct value if encoded."""
+    encoded = _dictionary(column)
+    values, codes = encoded if encoded is not None else (_as_text(column), None)
+    values = _as_text(values)
+    empty = pc.or_(pc.equal(pc.binary_length(values), 0), pc.utf8_is_space(values))
+    short = bool_mask(pc.less_equal(pc.binary_length(values), _SCIENTIFIC_ID_MAX_LENGTH))
+    scientific = np.zeros(len(values), dtype=bool)
+    if short.any():
+        candidates = pc.utf8_trim(pc.filter(values, pa.array(short)), " ")
+        scientific[short] = bool_mask(pc.match_substring_regex(candidates, _SCIENTIFIC_ID))
+    padded = pc.or_(pc.starts_with(values, " "), pc.ends_with(values, " "))
+    if pc.any(padded).as_py():
+        values = pc.utf8_trim(values, " ")
+    empty = bool_mask(empty)
+    if codes is not None:  # distinct values: as large_string, so that the rows taken need no conversion
+        values = pc.cast(values, pa.large_string())
+        empty, scientific = empty[codes], scientific[codes]
+    return IdColumn(values, codes, empty, scientific)
+
+
+@dataclass(frozen=True)
+class Fault:
+    """One row rule: the rows it rejects and its message.
+
+    ``message`` is complete, or has one ``{}`` that takes the quoted raw value
+    of ``column``.
+    """
+
+    mask: np.ndarray
+    message: str
+    column: str | None = None
+
+
+@dataclass(frozen=True)
+class FieldCheck:
+    """The field rules applied to ``n`` rows: typed values and the faults of every row.
+
+    ``timestamp`` (int64 epoch ms), ``event_type`` (int8), ``screen_x`` and
+    ``screen_y`` (float64) have one value per row; they are meaningless where
+    the row is faulty. ``ids`` holds the space-trimmed id columns.
+    """
+
+    n: int
+    columns: tuple[str, ...]
+    ids: dict[str, IdColumn]
+    timestamp: np.ndarray
+    event_type: np.ndarray
+    screen_x: np.ndarray
+    screen_y: np.ndarray
+    faults: tuple[Fault, ...]
+
+    def faulty(self) -> np.ndarray:
+        """Boolean per row: does any field rule reject it?"""
+        out = np.zeros(self.n, dtype=bool)
+        for fault in self.faults:
+            out |= fault.mask
+        return out
+
+    def reasons(self, rows: np.ndarray, raw: pa.Table) -> list[str]:
+        """The reasons (``"; "``-joined, ``""`` for none) of ``rows``; ``raw`` holds their raw values.
+
+        ``raw`` has one row per entry of ``rows`` (the raw columns of those
+        rows, text or typed). Messages are assembled with Arrow string
+        kernels; they become Python strings at the end, for these rows only.
+        """
+        if len(rows) == 0:
+            return []
+        text = {name: _as_text(raw.column(name).combine_chunks()) for name in self.columns}
+        parts = []
+        for fault in self.faults:
+            hit = fault.mask[rows]
+            if not hit.any():
+                continue
+            if fault.column is None:
+                message = pa.scalar(fault.message)
+            else:
+                before, after = fault.message.split("{}")
+                message = pc.binary_join_element_wise(before + "'", text[fault.column], "'" + after, "")
+            parts.append(pc.if_else(pa.array(hit), message, pa.scalar(None, pa.string())))
+        # Fold the parts pairwise (binary_join_element_wise's null_handling="skip" returns too few
+        # rows in pyarrow 25).
+        joined = pa.nulls(len(rows), pa.string())
+        for part in parts:
+            joined = pc.coalesce(pc.binary_join_element_wise(joined, part, "; "), joined, part)
+        joined = pc.fill_null(joined, "")
+        blank = np.ones(len(rows), dtype=bool)
+        for values in text.values():
+            blank &= bool_mask(pc.equal(values, ""))
+        return pc.if_else(pa.array(blank), "blank line", joined).to_pylist()
+
+
+def reused_uid_reason(uid: str, first_line: int | None = None) -> str:
+    """The reason of a row that reuses an earlier row's uid with other content."""
+    where = "" if first_line is None else f" (first on line {first_line})"
+    return f"duplicate uid '{uid}' with different content{where}"
+
+
+def malformed_reason(expected: int, found: int) -> str:
+    """The reason of a line with the wrong number of fields."""
+    return f"malformed line: expected {expected} fields, found {found}"
+
+
+def check_fields(table: pa.Table, labelled: bool) -> FieldCheck:
+    """Apply every row rule of the contract to a table of raw values, vectorised.
+
+    ``table`` has the contract's columns (``user_id`` when ``labelled``), as
+    text (a CSV read as strings; ``session_id`` and ``user_id`` may be
+    dictionary-encoded) or already typed (numbers of a Parquet table: only
+    missing values and ranges are checked then). No row is dropped or
+    reordered: the result has one entry per row of ``table``. The rules and
+    their messages are those of the module docstring. A table without
+    ``uid`` (a Parquet table may leave it out) is checked on the other columns.
+    """
+    columns = tuple(name for name in c.expected_columns(labelled) if name != c.UID or name in table.column_names)
+    with ThreadPoolExecutor(max_workers=2) as pool:  # columns are independent; Arrow and numpy release the GIL
+        ids = {name: pool.submit(_id_column, table.column(name)) for name in columns if name in _ID_COLUMNS}
+        parsed_time = pool.submit(_parse_timestamp, table.column(c.TIMESTAMP))
+        parsed_code = pool.submit(_parse_event_type, table.column(c.EVENT_TYPE))
+        xy = {name: pool.submit(_parse_float, table.column(name)) for name in (c.SCREEN_X, c.SCREEN_Y)}
+        ids = {name: future.result() for name, future in ids.items()}
+        timestamp, not_integer, scientific = parsed_time.result()
+        code, code_ok = parsed_code.result()
+        xy = {name: future.result() for name, future in xy.items()}
+    faults: list[Fault] = []
+    for name, column in ids.items():
+        faults.append(Fault(column.empty, f"{name} is empty"))
+        faults.append(Fault(column.scientific, f"{name} {{}} {_SPREADSHEET}", name))
+    faults.append(Fault(not_integer, "timestamp {} is not an integer", c.TIMESTAMP))
+    faults.append(Fault(scientific, f"timestamp {{}} {_SPREADSHEET}", c.TIMESTAMP))
+    impossible = ~not_integer & ~scientific & ((timestamp < c.MIN_TIMESTAMP_MS) | (timestamp >= c.MAX_TIMESTAMP_MS))
+    faults.append(Fault(impossible, "impossible timestamp {} (expected epoch milliseconds in 2000..2099)",
+                        c.TIMESTAMP))
+    faults.append(Fault(~code_ok, f"event_type {{}} is not one of {list(c.EVENT_CODES)}", c.EVENT_TYPE))
+    for name, values in xy.items():
+        faults.append(Fault(~np.isfinite(values), f"{name} {{}} is not a finite number", name))
+    return FieldCheck(n=table.num_rows, columns=columns, ids=ids, timestamp=timestamp, event_type=code,
+                      screen_x=xy[c.SCREEN_X], screen_y=xy[c.SCREEN_Y], faults=tuple(faults))
+
+
+# --------------------------------------------------------------------------------------------
+# Rows that share a uid: exact duplicates and reused uids.
+# --------------------------------------------------------------------------------------------
+
+_MIX = np.uint64(0x9E3779B97F4A7C15)
+_HASH_ROWS = 1 << 18  # rows hashed per slice: the padded byte block stays a few MB
+
+
+def _string_buffers(array: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """``(offsets as int64, data bytes)`` of a string array."""
+    large = pa.types.is_large_string(array.type)
+    offsets = np.frombuffer(array.buffers()[1], dtype=np.int64 if large else np.int32)[array.offset:][: len(array) + 1]
+    data_buffer = array.buffers()[2]
+    data = np.frombuffer(data_buffer, dtype=np.uint8) if data_buffer is not None else np.zeros(0, np.uint8)
+    return offsets.astype(np.int64, copy=False), data
+
+
+def _string_hashes(array: pa.Array, width: int) -> np.ndarray | None:
+    """A 64-bit hash of every string of a (non-null) string array of strings at most ``width`` bytes
+    long, or None when it cannot be done fast.
+
+    Values of one byte length (UUIDs) are viewed as rows of a byte matrix, no
+    copy; other ASCII values are first padded with NUL to the longest (equal
+    strings stay equal; the length is mixed in, so that padding cannot make
+    unequal strings equal). Each row, zero-padded to ``width`` rounded up to
+    whole 64-bit words (the same for every chunk of a column, so that equal
+    strings hash equally wherever they are), is folded with a
+    multiply-xorshift mix, vectorised over rows. Values longer than 64 bytes,
+    or non-ASCII ones of several lengths, return None.
+    """
+    n = len(array)
+    if n == 0:
+        return np.zeros(0, dtype=np.uint64)
+    if width > 64:
+        return None
+    offsets, data = _string_buffers(array)
+    lengths = np.diff(offsets)
+    longest = int(lengths.max())
+    if int(lengths.min()) != longest:
+        if not pc.all(pc.string_is_ascii(array)).as_py():
+            return None
+        offsets, data = _string_buffers(pc.utf8_rpad(array, longest, "\0"))
+    words = max(1, -(-width // 8))
+    out = np.empty(n, dtype=np.uint64)
+    for lo in range(0, n, _HASH_ROWS):
+        hi = min(lo + _HASH_ROWS, n)
+        block = np.zeros((hi - lo, words * 8), dtype=np.uint8)
+        block[:, :longest] = data[offsets[lo]: offsets[lo] + (hi - lo) * longest].reshape(hi - lo, longest)
+        h = lengths[lo:hi].astype(np.uint64) * _MIX
+        for word in block.view(np.uint64).T:
+            h ^= word
+            h *= _MIX
+            h ^= h >> np.uint64(29)
+        out[lo:hi] = h
+    return out
+
+
+def _shared_uid_rows(uid: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """Rows (ascending) whose uid may also be another row's: every true repeat, plus rare hash
+    collisions, which the exact comparison that follows sorts out."""
+    uid = _as_text(uid)
+    whole = uid.combine_chunks() if isinstance(uid, pa.ChunkedArray) else uid
+    key = _string_hashes(whole, pc.max(pc.binary_length(whole)).as_py() or 0)
+    del whole
+    if key is None:  # long or non-ASCII ids: exact codes from a hash table instead
+        key = _distinct(uid)[1]
+    ordered = sort_uint64(key)
+    repeated = ordered[1:][ordered[1:] == ordered[:-1]]
+    if len(repeated) == 0:
+        return np.zeros(0, dtype=np.int64)
+    return np.flatnonzero(np.isin(key, repeated))
+
+
+def _text_table(table: pa.Table, rows: np.ndarray | None = None) -> pa.Table:
+    """Rows of ``table`` (all by default; ``rows`` ascending) with dictionary columns decoded to text.
+
+    Rows are picked with a mask, chunk by chunk (a ``take`` would first
+    concatenate every chunk of every column).
+    """
+    if rows is not None:
+        picked = np.zeros(table.num_rows, dtype=bool)
+        picked[rows] = True
+        table = table.filter(pa.array(picked))
+    fields = [pa.field(f.name, f.type.value_type if pa.types.is_dictionary(f.type) else f.type)
+              for f in table.schema]
+    return table.cast(pa.schema(fields))
+
+
+def _repeated_uids(table: pa.Table, lines: np.ndarray, columns: tuple[str, ...]
+                   ) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Exact duplicates and uids reused with other content.
+
+    Returns the rows that exactly repeat an earlier row, the rows that reuse
+    an earlier row's uid with different content, and the reason of each of
+    the latter. Only rows whose uid hash repeats are compared.
+    """
+    shared = _shared_uid_rows(table.column(c.UID))
+    none = np.zeros(0, dtype=np.int64)
+    if len(shared) == 0:
+        return none, none, []
+    rows = _text_table(table.select(list(columns)), shared).to_pandas()
+    rows.index = shared
+    duplicate = rows.duplicated(keep="first")
+    rows = rows.loc[~duplicate]
+    later = rows[c.UID].duplicated(keep="first")
+    first_line = pd.Series(lines[rows.index], index=rows.index).groupby(rows[c.UID].to_numpy(), sort=False)
+    first_line = first_line.transform("first")
+    reasons = [reused_uid_reason(uid, line) for uid, line in zip(rows.loc[later, c.UID], first_line[later])]
+    return duplicate.index[duplicate].to_numpy(), later.index[later].to_numpy(), reasons
+
+
+# --------------------------------------------------------------------------------------------
+# Reading.
+# --------------------------------------------------------------------------------------------
+
+
+def _read_table(path: Path, columns: tuple[str, ...]) -> tuple[pa.Table, np.ndarray, pd.DataFrame]:
+    """The wanted columns as text (session and user ids dictionary-encoded).
+
+    Returns ``(table, line numbers of its rows, malformed lines)``.
+    """
     malformed: list[tuple[int | None, str, int, int]] = []
 
     def on_invalid(row: pa_csv.InvalidRow) -> str:
         malformed.append((row.number, row.text, row.expected_columns, row.actual_columns))
         return "skip"
 
-    def read(use_threads: bool) -> pa.Table:
+    text = pa.dictionary(pa.int32(), pa.string())
+
+    def read(use_threads: bool, wanted: tuple[str, ...]) -> pa.Table:
         return pa_csv.read_csv(
             path,
             read_options=pa_csv.ReadOptions(use_threads=use_threads),
-            parse_options=pa_csv.ParseOptions(
-                invalid_row_handler=on_invalid, ignore_empty_lines=False
-            ),
+            parse_options=pa_csv.ParseOptions(invalid_row_handler=on_invalid, ignore_empty_lines=False),
             convert_options=pa_csv.ConvertOptions(
-                column_types={name: pa.string() for name in columns},
-                include_columns=list(columns),
+                column_types={name: text if name in _DICTIONARY_COLUMNS else pa.string() for name in wanted},
+                include_columns=list(wanted),
                 strings_can_be_null=False,
                 quoted_strings_can_be_null=False,
             ),
         )
 
     try:
-        table = read(use_threads=True)
-        if malformed:  # line numbers of bad lines are only known in a single-threaded read
+        table = read(use_threads=True, wanted=columns)
+        if malformed:
+            # Line numbers of bad lines are only known in a single-threaded read; one cheap
+            # column is enough for that, since a line's fields are counted whatever is kept.
             malformed.clear()
-            table = read(use_threads=False)
+            read(use_threads=False, wanted=columns[:1])
     except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
         raise EventFileError(f"{path}: cannot be parsed as CSV: {exc}") from exc
 
-    rows = table.to_pandas()
     bad_lines = np.array([m[0] for m in malformed], dtype=np.int64)
-    total = len(rows) + len(bad_lines)
+    total = table.num_rows + len(bad_lines)
     # Physical line 1 is the header; data lines are 2..total+1 (no multi-line fields).
     is_good = np.ones(total, dtype=bool)
     is_good[bad_lines[(bad_lines >= 2) & (bad_lines < total + 2)] - 2] = False
-    good_lines = np.arange(2, total + 2, dtype=np.int64)[is_good]
-    rows.insert(0, "line_number", good_lines[: len(rows)])
+    lines = np.arange(2, total + 2, dtype=np.int64)[is_good][: table.num_rows]
     bad = pd.DataFrame(
         {
             "line_number": bad_lines,
-            RAW_LINE: [m[1] for m in malformed],
-            REASON: [f"malformed line: expected {m[2]} fields, found {m[3]}" for m in malformed],
+            RAW_LINE: pd.Series([m[1] for m in malformed], dtype="str"),
+            REASON: pd.Series([malformed_reason(m[2], m[3]) for m in malformed],
+                              dtype="str"),
         }
     )
-    return rows, bad
+    return table, lines, bad
 
 
-_NUMBER = r"^\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$"
+def _str_column(values: pa.Array | pa.ChunkedArray) -> pd.arrays.ArrowStringArray:
+    """An Arrow string array as pandas' ``str`` dtype, without Python objects."""
+    return pd.array(values, dtype="str")
 
 
-def _parse_float(text: pd.Series) -> np.ndarray:
-    """Numbers of a text column (NaN where the text is not a number), with pyarrow compute."""
-    arr = pa.array(text.to_numpy(dtype=object) if text.dtype == object else text, type=pa.string())
-    ok = pc.match_substring_regex(arr, _NUMBER)
-    cleaned = pc.if_else(ok, pc.utf8_trim_whitespace(arr), pa.scalar("nan"))
-    return pc.cast(cleaned, pa.float64()).to_numpy(zero_copy_only=False)
+def _events_frame(check: FieldCheck, lines: np.ndarray, rows: np.ndarray, timestamps: np.ndarray,
+                  columns: tuple[str, ...]) -> pd.DataFrame:
+    """The clean events of ``rows`` (already in output order), typed as the contract says;
+    ``timestamps`` are those of ``rows``, already in order."""
+    def column(name: str) -> object:
+        if name in check.ids:
+            return _str_column(check.ids[name].take(rows))
+        if name == c.TIMESTAMP:
+            return timestamps
+        return getattr(check, name)[rows].astype(c.DTYPES[name], copy=False)
 
-
-def _blank(text: pd.Series) -> np.ndarray:
-    arr = pa.array(text.to_numpy(dtype=object) if text.dtype == object else text, type=pa.string())
-    return pc.equal(pc.utf8_trim_whitespace(arr), "").to_numpy(zero_copy_only=False)
-
-
-def _row_faults(rows: pd.DataFrame, labelled: bool) -> tuple[pd.Series, dict[str, np.ndarray]]:
-    """The reason(s) each row is rejected ('' when clean) and the parsed numeric columns.
-
-    Fault masks are computed for all rows at once; message strings are built
-    only for the (few) faulty rows.
-    """
-    numbers = {name: _parse_float(rows[name]) for name in (c.TIMESTAMP, c.EVENT_TYPE, c.SCREEN_X, c.SCREEN_Y)}
-    ts, code = numbers[c.TIMESTAMP], numbers[c.EVENT_TYPE]
-    whole_ts = np.isfinite(ts) & (ts % 1 == 0)
-    masks: list[tuple[np.ndarray, str, str | None]] = []  # (mask, message, column quoted in it)
-    for name in (c.UID, c.SESSION_ID) + ((c.USER_ID,) if labelled else ()):
-        masks.append((_blank(rows[name]), f"{name} is empty", None))
-    masks.append((~whole_ts, "timestamp {} is not an integer", c.TIMESTAMP))
-    masks.append((whole_ts & ((ts < c.MIN_TIMESTAMP_MS) | (ts >= c.MAX_TIMESTAMP_MS)),
-                  "impossible timestamp {} (expected epoch milliseconds in 2000..2099)", c.TIMESTAMP))
-    masks.append((~np.isin(code, c.EVENT_CODES), f"event_type {{}} is not one of {list(c.EVENT_CODES)}",
-                  c.EVENT_TYPE))
-    for name in (c.SCREEN_X, c.SCREEN_Y):
-        masks.append((~np.isfinite(numbers[name]), f"{name} {{}} is not a finite number", name))
-
-    any_fault = np.zeros(len(rows), dtype=bool)
-    for mask, _, _ in masks:
-        any_fault |= mask
-    reasons = pd.Series("", index=rows.index, dtype="str")
-    if any_fault.any():
-        bad = rows.loc[any_fault]
-        parts = []
-        for mask, message, column in masks:
-            hit = mask[any_fault]
-            if column is None:
-                parts.append(np.where(hit, message, ""))
-            else:
-                quoted = ("'" + bad[column].astype(str) + "'").to_numpy()
-                parts.append(np.where(hit, [message.format(q) for q in quoted] if hit.any() else "", ""))
-        joined = ["; ".join(p for p in row if p) for row in zip(*parts)]
-        blank_line = (bad[list(c.expected_columns(labelled))] == "").all(axis=1).to_numpy()
-        reasons.loc[any_fault] = np.where(blank_line, "blank line", joined)
-    return reasons, numbers
-
-
-def _conflicting_uids(rows: pd.DataFrame) -> pd.Series:
-    """Reason for rows whose uid was already used by an earlier, different row."""
-    reasons = pd.Series("", index=rows.index, dtype="str")
-    repeated = rows[c.UID].duplicated(keep="first").to_numpy()
-    if repeated.any():
-        involved = rows.loc[rows[c.UID].duplicated(keep=False)]
-        first_line = involved.groupby(c.UID, sort=False)["line_number"].transform("first")
-        later = involved[c.UID].duplicated(keep="first")
-        reasons.loc[later.index[later]] = (
-            "duplicate uid '" + involved.loc[later, c.UID].astype(str) + "' with different content (first on line "
-            + first_line[later].astype(str) + ")"
-        )
-    return reasons
-
-
-def _typed_events(rows: pd.DataFrame, numbers: dict[str, np.ndarray], columns: tuple[str, ...]) -> pd.DataFrame:
-    data = {}
-    for name in columns:
-        if c.DTYPES[name] == "str":
-            arr = pa.array(rows[name].to_numpy(dtype=object) if rows[name].dtype == object else rows[name],
-                           type=pa.string())
-            data[name] = pd.Series(pc.utf8_trim_whitespace(arr).to_pandas(), index=rows.index).astype("str")
-        else:
-            data[name] = pd.Series(numbers[name], index=rows.index).astype(c.DTYPES[name])
-    data[c.SOURCE_LINE] = rows["line_number"].astype("int64")
-    events = pd.DataFrame(data)
-    # One stable sort by (session, time): factorised session codes and int64 timestamps.
-    session_code = pd.factorize(events[c.SESSION_ID], sort=True)[0]
-    order = np.lexsort((events[c.TIMESTAMP].to_numpy(), session_code))
-    return events.iloc[order].reset_index(drop=True)
+    # The gathers are independent and release the GIL: the uid strings, the largest, on a second thread.
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        first = pool.submit(column, columns[0])
+        data = {name: column(name) for name in columns[1:]}
+        data = {columns[0]: first.result(), **data}
+    consecutive = len(lines) == 0 or lines[-1] - lines[0] == len(lines) - 1  # no malformed line in between
+    data[c.SOURCE_LINE] = rows + lines[0] if consecutive and len(lines) else lines[rows]
+    return pd.DataFrame(data, copy=False)  # no copy into consolidated blocks
 
 
 def read_events(path: str | Path, labelled: bool) -> IngestResult:
@@ -270,6 +677,7 @@ def read_events(path: str | Path, labelled: bool) -> IngestResult:
         For a fault of the whole file: missing, empty, binary, unparseable,
         missing or misspelt columns, or a header with no data rows.
     """
+    clock = _Clock()
     path = Path(path)
     if not path.exists():
         raise EventFileError(f"{path}: file not found")
@@ -279,35 +687,74 @@ def read_events(path: str | Path, labelled: bool) -> IngestResult:
         raise EventFileError(f"{path}: file is empty (0 bytes); expected a CSV with a header")
     columns = c.expected_columns(labelled)
     _check_header(path, _read_header(path), labelled)
-    rows, malformed = _read_strings(path, columns)
-    rows_read = len(rows) + len(malformed)
+    table, lines, malformed = _read_table(path, columns)
+    rows_read = table.num_rows + len(malformed)
     if rows_read == 0:
         raise EventFileError(f"{path}: has a header but no data rows")
+    clock.lap("parse")
+    check, rejected, kept, exact_duplicates = _validate(path, table, lines, malformed, labelled)
+    del table  # the raw text is no longer needed (the uids live on in ``check``): memory for the sort
+    clock.lap("validate")
+    ranks, timestamps = _session_ranks(check.ids[c.SESSION_ID]), check.timestamp
+    if len(kept) < check.n:
+        ranks, timestamps = ranks[kept], timestamps[kept]
+    order, _, timestamps = sort_by_code_and_time(ranks, timestamps)  # the sorted times come with the order
+    del ranks
+    rows = kept if order is None else (order if len(kept) == check.n else kept[order])
+    events = _events_frame(check, lines, rows, timestamps, columns)
+    clock.lap("sort")
+    return IngestResult(source_file=str(path), events=events, rejected=rejected, rows_read=rows_read,
+                        exact_duplicates=exact_duplicates, timings=clock.laps)
 
-    # An exact duplicate repeats a uid, so only rows whose uid repeats are compared in full.
-    shared_uid = rows[c.UID].duplicated(keep=False).to_numpy()
-    duplicate = np.zeros(len(rows), dtype=bool)
-    if shared_uid.any():
-        duplicate[shared_uid] = rows.loc[shared_uid].duplicated(subset=list(columns), keep="first").to_numpy()
-    exact_duplicates = int(duplicate.sum())
-    rows = rows.loc[~duplicate]
 
-    reasons, numbers = _row_faults(rows, labelled)
-    conflicts = _conflicting_uids(rows)
-    reasons = reasons.where(conflicts == "", reasons.where(reasons == "", reasons + "; ") + conflicts)
-    bad = (reasons != "").to_numpy()
+class _Clock:
+    """Wall-clock seconds of consecutive stages."""
 
-    rejected = rows.loc[bad].assign(**{RAW_LINE: pd.NA, REASON: reasons[bad]})
-    rejected = pd.concat([rejected, malformed], ignore_index=True)
+    def __init__(self) -> None:
+        self.laps: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def lap(self, stage: str) -> None:
+        now = time.perf_counter()
+        self.laps[stage] = now - self._last
+        self._last = now
+
+
+def _validate(path: Path, table: pa.Table, lines: np.ndarray, malformed: pd.DataFrame, labelled: bool
+              ) -> tuple[FieldCheck, pd.DataFrame, np.ndarray, int]:
+    """Every rule on every row: the field check, the rejected rows (with reasons, sorted by line),
+    the rows kept (ascending) and the number of exact duplicates."""
+    columns = c.expected_columns(labelled)
+    # One contiguous uid array for the hash, the rules and the final gather (a take on a chunked
+    # array concatenates its chunks first, every time).
+    table = table.set_column(table.column_names.index(c.UID), c.UID, table.column(c.UID).combine_chunks())
+    with ThreadPoolExecutor(max_workers=2) as pool:  # Arrow and numpy release the GIL: two cores at work
+        shared_uids = pool.submit(_repeated_uids, table, lines, columns)
+        check = check_fields(table, labelled)
+        duplicate, reused, reused_reasons = shared_uids.result()
+    faulty = check.faulty()
+    faulty[duplicate] = False  # an exact duplicate is counted, whatever its content
+    rejected_rows = np.union1d(np.flatnonzero(faulty), reused)
+    keep = np.ones(table.num_rows, dtype=bool)
+    keep[duplicate] = False
+    keep[rejected_rows] = False
+
+    if len(rejected_rows) == 0 and len(malformed) == 0:  # a clean file: no frame work at all
+        return check, empty_rejected(columns), np.flatnonzero(keep), len(duplicate)
+    raw = _text_table(table, rejected_rows)
+    reasons = check.reasons(rejected_rows, raw)
+    for row, extra in zip(np.searchsorted(rejected_rows, reused), reused_reasons):
+        reasons[row] = f"{reasons[row]}; {extra}" if reasons[row] else extra
+    rejected = raw.to_pandas().assign(line_number=lines[rejected_rows], **{RAW_LINE: pd.NA, REASON: reasons})
+    rejected = pd.concat([rejected, malformed], ignore_index=True) if len(malformed) else rejected
     rejected.insert(0, "source_file", str(path))
     rejected = rejected.sort_values("line_number", kind="stable").reset_index(drop=True)
     rejected = rejected.reindex(columns=empty_rejected(columns).columns)
-    rejected = rejected.astype({"line_number": "int64"})
+    rejected = rejected.astype({"line_number": "int64", RAW_LINE: "str", REASON: "str"})
+    return check, rejected, np.flatnonzero(keep), len(duplicate)
 
-    return IngestResult(
-        source_file=str(path),
-        events=_typed_events(rows.loc[~bad], {k: v[~bad] for k, v in numbers.items()}, columns),
-        rejected=rejected,
-        rows_read=rows_read,
-        exact_duplicates=exact_duplicates,
-    )
+
+def _session_ranks(session: IdColumn) -> np.ndarray:
+    """Per row, the rank of its (trimmed) session id in sorted order; equal ids share a rank."""
+    rank = numpy_values(pc.rank(session.values, sort_keys="ascending", tiebreaker="dense")).astype(np.int64) - 1
+    return rank if session.codes is None else rank[session.codes]

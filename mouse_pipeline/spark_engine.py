@@ -8,6 +8,13 @@ that same function on an executor. Features of a session depend on that
 session's events only, so both engines give the same rows (the equivalence
 tests check every value).
 
+Validation is the pandas ingestion's too: :func:`read_events` reads a CSV
+with every column as text and runs
+:func:`mouse_pipeline.ingest.check_fields`, the same Arrow code and reasons,
+on Spark's Arrow batches (``mapInArrow``). Spark knows no line numbers, so
+its rejected rows keep their raw values and reason without one (see
+:func:`read_events` for the few differences that follow).
+
 PySpark is an optional dependency (``pip install "mouse-pipeline[spark]"``):
 this module imports it only inside its functions, so importing the module
 never starts a JVM. Executors must be able to import ``mouse_pipeline``
@@ -106,16 +113,6 @@ def feature_schema(labelled: bool) -> StructType:
     return T.StructType(fields)
 
 
-def event_schema(labelled: bool) -> StructType:
-    """Spark schema of an event file with the contract's columns and types."""
-    from pyspark.sql import types as T
-
-    types = {c.UID: T.StringType(), c.SESSION_ID: T.StringType(), c.USER_ID: T.StringType(),
-             c.TIMESTAMP: T.LongType(), c.EVENT_TYPE: T.IntegerType(), c.SCREEN_X: T.DoubleType(),
-             c.SCREEN_Y: T.DoubleType()}
-    return T.StructType([T.StructField(name, types[name], True) for name in c.expected_columns(labelled)])
-
-
 def file_format(path: str) -> str:
     """``"csv"`` or ``"parquet"`` from a path's suffix (a Parquet folder ends in ``.parquet`` too)."""
     name = str(path).rstrip("/").lower()
@@ -127,27 +124,107 @@ def file_format(path: str) -> str:
 
 @dataclass(frozen=True)
 class SparkEvents:
-    """Events read by Spark: every row read, the clean events and the rejected rows.
+    """Events read by Spark: every row read, the rows checked, the clean events and the rejected rows.
 
-    ``rows`` and ``rejected`` carry a ``reason`` column (empty for a good row).
+    ``rows`` (after exact duplicates are dropped, when they are) and
+    ``rejected`` carry a ``reason`` column (empty for a good row);
+    ``rejected`` has the raw text of each column, the raw line of a
+    malformed one (``_corrupt_record``) and the reason.
     """
 
+    read: DataFrame
     rows: DataFrame
     events: DataFrame
     rejected: DataFrame
-    labelled: bool
     deduplicated: bool
 
     def counts(self) -> tuple[int, int, int]:
         """``(rows_read, rows_accepted, rows_rejected)``: one pass over the input, plus one over the
-        events when exact duplicates were dropped."""
+        checked rows when exact duplicates were dropped."""
         from pyspark.sql import functions as F
 
-        stats = self.rows.agg(F.count(F.lit(1)).alias("read"),
+        stats = self.rows.agg(F.count(F.lit(1)).alias("rows"),
                               F.sum((F.col(REASON) != "").cast("long")).alias("rejected")).first()
-        read, rejected = int(stats["read"]), int(stats["rejected"] or 0)
-        accepted = self.events.count() if self.deduplicated else read - rejected
-        return read, accepted, rejected
+        rows, rejected = int(stats["rows"]), int(stats["rejected"] or 0)
+        read = self.read.count() if self.deduplicated else rows
+        return read, rows - rejected, rejected
+
+
+#: Prefix of the raw-text columns that the checked rows carry for rejected rows.
+RAW = "raw_"
+_ROW = "_row"
+
+
+def _checked_schema(columns: tuple[str, ...]) -> StructType:
+    """Schema of the batches :func:`_field_checker` returns."""
+    from pyspark.sql import types as T
+
+    typed = {c.UID: T.StringType(), c.SESSION_ID: T.StringType(), c.USER_ID: T.StringType(),
+             c.TIMESTAMP: T.LongType(), c.EVENT_TYPE: T.IntegerType(), c.SCREEN_X: T.DoubleType(),
+             c.SCREEN_Y: T.DoubleType()}
+    return T.StructType([
+        *[T.StructField(name, typed[name], True) for name in columns],
+        *[T.StructField(RAW + name, T.StringType(), True) for name in columns],
+        T.StructField(CORRUPT_RECORD, T.StringType(), True),
+        T.StructField(REASON, T.StringType(), False),
+    ])
+
+
+_REUSED = "_reused"
+
+
+def _field_checker(columns: tuple[str, ...], labelled: bool):
+    """The function ``mapInArrow`` runs on each batch: :func:`mouse_pipeline.ingest.check_fields`.
+
+    In: the raw columns (text from a CSV, typed from Parquet), the corrupt
+    record and ``_reused`` (does the row reuse an earlier row's uid?). Out
+    (:func:`_checked_schema`): the typed, space-trimmed values; the raw text
+    of rejected rows (null for clean ones, which need none); the corrupt
+    record; the reason (``""`` for a clean row).
+    """
+    schema = _checked_schema(columns)
+
+    def check(batches):
+        import csv
+
+        import numpy as np
+        import pyarrow as pa
+        import pyarrow.compute as pc
+        from pyspark.sql.pandas.types import to_arrow_schema
+
+        from mouse_pipeline.ingest import check_fields, malformed_reason, reused_uid_reason
+
+        arrow_schema = to_arrow_schema(schema)
+        for batch in batches:
+            table = pa.Table.from_batches([batch])
+            fields = check_fields(table.select(list(columns)), labelled)
+            corrupt = table.column(CORRUPT_RECORD)
+            malformed = ~pc.is_null(corrupt).to_numpy(zero_copy_only=False)
+            reused = pc.fill_null(table.column(_REUSED), False).to_numpy(zero_copy_only=False)
+            faulty = fields.faulty() | malformed | reused
+            reasons = np.full(table.num_rows, "", dtype=object)
+            rows = np.flatnonzero(faulty)
+            if len(rows):
+                raw = table.take(pa.array(rows))
+                reasons[rows] = fields.reasons(rows, raw)
+                for i, row in enumerate(rows):  # rejected rows only
+                    if malformed[row]:  # Spark gives the line; its fields are counted here
+                        found = len(next(csv.reader([corrupt[int(row)].as_py()]), []))
+                        reasons[row] = malformed_reason(len(columns), found)
+                    elif reused[row]:
+                        extra = reused_uid_reason(raw.column(c.UID)[i].as_py() or "")
+                        reasons[row] = f"{reasons[row]}; {extra}" if reasons[row] else extra
+            typed = {name: fields.ids[name].per_row() for name in fields.ids}
+            typed.update({c.TIMESTAMP: pa.array(fields.timestamp), c.EVENT_TYPE: pa.array(fields.event_type),
+                          c.SCREEN_X: pa.array(fields.screen_x), c.SCREEN_Y: pa.array(fields.screen_y)})
+            keep = pa.array(faulty)
+            raw_text = {RAW + name: pc.if_else(keep, pc.cast(table.column(name), pa.string()),
+                                               pa.scalar(None, pa.string())) for name in columns}
+            out = pa.table({**{name: typed[name] for name in columns}, **raw_text, CORRUPT_RECORD: corrupt,
+                            REASON: pa.array(reasons, pa.string())})
+            yield from out.cast(arrow_schema).to_batches()
+
+    return check
 
 
 def read_events(spark: SparkSession, paths: str | Iterable[str], labelled: bool | None = None,
@@ -156,15 +233,30 @@ def read_events(spark: SparkSession, paths: str | Iterable[str], labelled: bool 
 
     All paths must share one format (see :func:`file_format`). ``labelled``
     (whether there is a ``user_id`` column) defaults to what the first file's
-    header says; Parquet tables may leave out ``uid``. CSV rows are parsed with the contract's schema; a row that
-    does not parse, lacks a value, has an unknown event code or an impossible
-    timestamp goes to ``rejected`` with its reason, never dropped.
+    header says; Parquet tables may leave out ``uid``.
 
-    ``deduplicate`` keeps one row of each group of exact duplicates (every
-    column equal, ``uid`` included), as the pandas ingestion does. It costs a
-    shuffle of all events, so by default it is done for CSV (raw logs) and
-    not for Parquet (tables the pipeline's ingestion wrote, already unique).
+    Every row goes through :func:`mouse_pipeline.ingest.check_fields` on
+    Spark's Arrow batches (``mapInArrow``): the pandas ingestion's rules and
+    reasons, word for word. A CSV is read with every column as text; a line
+    with the wrong number of fields is ``malformed line: expected 7 fields,
+    found N``. Parquet columns are checked as typed (missing values, ranges).
+    A rejected row is kept in ``rejected`` with its raw values and reason,
+    never dropped. What Spark cannot do as the pandas ingestion does:
+
+    * there are no line numbers: rejected rows have none, and a uid reused
+      with different content is ``duplicate uid 'X' with different content``
+      without ``(first on line N)``; the first row is the first in Spark's
+      read order (file order within one file);
+    * Spark's CSV reader skips empty lines: they are not counted (a line of
+      empty fields, ``,,,,,,``, is a ``blank line`` as in pandas).
+
+    ``deduplicate`` counts exact duplicates (every raw column equal, ``uid``
+    included) and keeps one row of each, then flags reused uids, as the
+    pandas ingestion does. It costs two shuffles of all rows, so by default
+    it is done for CSV (raw logs) and not for Parquet (tables the pipeline's
+    ingestion wrote, already unique).
     """
+    from pyspark.sql import Window
     from pyspark.sql import functions as F
     from pyspark.sql.types import StringType, StructField, StructType
 
@@ -176,33 +268,37 @@ def read_events(spark: SparkSession, paths: str | Iterable[str], labelled: bool 
     if labelled is None:
         header = spark.read.csv(paths[0], header=True).columns if fmt == "csv" else spark.read.parquet(paths[0]).columns
         labelled = c.USER_ID in header
-    schema = event_schema(labelled)
+    columns = c.expected_columns(labelled)
     if fmt == "csv":
-        with_corrupt = StructType([*schema.fields, StructField(CORRUPT_RECORD, StringType(), True)])
-        raw = spark.read.csv(paths, header=True, schema=with_corrupt, mode="PERMISSIVE",
+        text = StructType([*[StructField(name, StringType(), True) for name in columns],
+                           StructField(CORRUPT_RECORD, StringType(), True)])
+        raw = spark.read.csv(paths, header=True, schema=text, mode="PERMISSIVE",
                              columnNameOfCorruptRecord=CORRUPT_RECORD, enforceSchema=False)
     else:
         raw = spark.read.parquet(*paths)
         # uid identifies a row but no feature reads it: a Parquet table may leave it out.
-        missing = [name for name in schema.fieldNames() if name not in raw.columns and name != c.UID]
+        missing = [name for name in columns if name not in raw.columns and name != c.UID]
         if missing:
             raise ValueError(f"{', '.join(paths)}: Parquet events lack column(s) {missing}")
-        schema = StructType([f for f in schema.fields if f.name in raw.columns])
-        raw = raw.select(*[F.col(f.name).cast(f.dataType) for f in schema.fields],
-                         F.lit(None).cast("string").alias(CORRUPT_RECORD))
-
-    faults = [F.when(F.col(CORRUPT_RECORD).isNotNull(), F.lit("unparseable row"))]
-    faults += [F.when(F.col(name).isNull(), F.lit(f"missing {name}")) for name in schema.fieldNames()]
-    faults.append(F.when(~F.col(c.EVENT_TYPE).isin(*c.EVENT_CODES), F.lit("unknown event_type")))
-    faults.append(F.when(~F.col(c.TIMESTAMP).between(c.MIN_TIMESTAMP_MS, c.MAX_TIMESTAMP_MS),
-                         F.lit("impossible timestamp")))
-    checked = raw.withColumn(REASON, F.concat_ws("; ", *faults))
-    clean = checked.where(F.col(REASON) == "").select(*schema.fieldNames())
+        columns = tuple(name for name in columns if name in raw.columns)
+        raw = raw.select(*columns, F.lit(None).cast("string").alias(CORRUPT_RECORD))
+    raw = raw.withColumn(_ROW, F.monotonically_increasing_id())  # read order, for "first"
     deduplicate = fmt == "csv" if deduplicate is None else deduplicate
-    if deduplicate:
-        clean = clean.dropDuplicates()
-    rejected = checked.where(F.col(REASON) != "")
-    return SparkEvents(rows=checked, events=clean, rejected=rejected, labelled=labelled, deduplicated=deduplicate)
+    rows = raw
+    if deduplicate:  # malformed lines are never duplicates of each other, as in pandas
+        distinct = F.when(F.col(CORRUPT_RECORD).isNull(), F.lit(-1)).otherwise(F.col(_ROW))
+        rows = raw.withColumn("_distinct", distinct).dropDuplicates([*columns, CORRUPT_RECORD, "_distinct"])
+        rows = rows.drop("_distinct")
+    reused = F.lit(False)
+    if deduplicate and c.UID in columns:  # later rows of a uid, in read order (malformed lines aside)
+        key = F.when(F.col(CORRUPT_RECORD).isNull(), F.coalesce(F.col(c.UID), F.lit("")))
+        reused = key.isNotNull() & (F.row_number().over(Window.partitionBy(key).orderBy(_ROW)) > 1)
+    rows = rows.withColumn(_REUSED, reused).drop(_ROW)
+    checked = rows.mapInArrow(_field_checker(columns, labelled), _checked_schema(columns))
+    events = checked.where(F.col(REASON) == "").select(*columns)
+    rejected = checked.where(F.col(REASON) != "").select(
+        *[F.col(RAW + name).alias(name) for name in columns], CORRUPT_RECORD, REASON)
+    return SparkEvents(read=raw, rows=checked, events=events, rejected=rejected, deduplicated=deduplicate)
 
 
 #: Events per ``applyInPandas`` call by default (see :func:`session_features`).

@@ -2,16 +2,33 @@
 
 Each rule returns a :class:`RuleResult`: whether it holds, a table of the
 offending sessions or users (empty when it holds), and summary numbers.
+
+:func:`event_rules` computes every rule in one go from the events frame
+already in memory (the ingestion step's output): the id columns are encoded
+once into integer codes (:class:`EventIndex`), and each rule is a few
+``bincount``, ``diff`` and mask operations over those codes, no ``groupby``
+and no Python loop per session or user. The rules are a registry of named
+functions (:data:`EVENT_RULES`), so a rule is added, changed or dropped in
+one place. The single-rule functions (:func:`one_user_per_session`, ...) run
+the same code on a fresh index.
+
+Missing ids (null, empty or blank) belong to no session and no user: rules
+about sessions and users ignore them, :func:`no_nulls` reports them.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from mouse_pipeline import contract as c
+from mouse_pipeline.features.segments import arrow_text, stable_order
+from mouse_pipeline.ingest import bool_mask, numpy_values
 
 
 @dataclass(frozen=True)
@@ -23,62 +40,168 @@ class RuleResult:
     summary: dict[str, float | int] = field(default_factory=dict)
 
 
-def one_user_per_session(events: pd.DataFrame) -> RuleResult:
+@dataclass(frozen=True)
+class RuleSettings:
+    """Limits of the rules that have them.
+
+    Attributes
+    ----------
+    min_sessions_per_user:
+        ``enough_sessions_per_user`` fails for a user with fewer sessions
+        (cross-validation needs 2).
+    min_balance_ratio:
+        ``users_balanced`` fails when the smallest user has fewer than this
+        share of the largest user's sessions or events.
+    """
+
+    min_sessions_per_user: int = 2
+    min_balance_ratio: float = 0.5
+
+
+def _blank(text: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    """Null, empty or whitespace only (what ``str.strip() == ""`` calls blank)."""
+    blank = pc.or_(pc.equal(pc.binary_length(text), 0), pc.utf8_is_space(text))
+    return bool_mask(pc.or_kleene(pc.is_null(text), blank) if text.null_count else blank)
+
+
+@dataclass(frozen=True)
+class Codes:
+    """A text column as integer codes: ``codes[i]`` indexes ``ids`` (sorted), -1 where missing."""
+
+    codes: np.ndarray
+    ids: pd.arrays.ArrowStringArray
+    blank: np.ndarray
+
+    @classmethod
+    def of(cls, series: pd.Series) -> "Codes":
+        """Code a column in one pass: the runs of equal neighbours are found first (sessions and
+        users come in long runs in sorted events), and only one value per run is hashed."""
+        text = arrow_text(series)
+        text = text.combine_chunks() if isinstance(text, pa.ChunkedArray) else text
+        n = len(text)
+        if n == 0:
+            return cls(np.zeros(0, dtype=np.int64), pd.array([], dtype="str"), np.zeros(0, dtype=bool))
+        changed = pc.fill_null(pc.not_equal(text[1:], text[:-1]), True)
+        starts = np.flatnonzero(np.r_[True, bool_mask(changed)])
+        encoded = pc.dictionary_encode(text.take(pa.array(starts)))
+        dictionary = encoded.dictionary
+        # Sorted ids without the blank ones; codes follow the sort order of the ids.
+        present = np.flatnonzero(~_blank(dictionary))
+        order = pc.sort_indices(dictionary.take(pa.array(present))).to_numpy()
+        rank = np.full(len(dictionary) + 1, -1, dtype=np.int64)  # the last slot: null rows
+        rank[present[order]] = np.arange(len(present))
+        run_codes = rank[numpy_values(pc.fill_null(encoded.indices, len(dictionary)))]
+        codes = np.repeat(run_codes, np.diff(np.r_[starts, n]))
+        ids = pd.array(dictionary.take(pa.array(present[order])), dtype="str")
+        return cls(codes=codes, ids=ids, blank=codes < 0)
+
+    @property
+    def n(self) -> int:
+        return len(self.ids)
+
+
+@dataclass(frozen=True)
+class EventIndex:
+    """What every rule needs from an events frame, computed once.
+
+    ``session`` and ``user`` (None for unlabelled events) code the id columns;
+    ``order`` puts the rows in ``(session_id, timestamp)`` order (None when
+    they already are, as ingestion leaves them); ``pairs`` are the distinct
+    ``(session, user)`` code pairs, sorted.
+    """
+
+    events: pd.DataFrame
+    session: Codes
+    user: Codes | None
+    order: np.ndarray | None
+    pairs: np.ndarray | None
+
+    @classmethod
+    def of(cls, events: pd.DataFrame) -> "EventIndex":
+        session = Codes.of(events[c.SESSION_ID])
+        user = Codes.of(events[c.USER_ID]) if c.USER_ID in events.columns else None
+        order = None
+        if c.TIMESTAMP in events.columns and len(events):
+            t = events[c.TIMESTAMP].to_numpy()
+            if np.issubdtype(t.dtype, np.integer):
+                order = stable_order(session.codes + 1, t.astype(np.int64, copy=False))
+        pairs = None
+        if user is not None:
+            both = (session.codes >= 0) & (user.codes >= 0)
+            key = session.codes[both] * max(user.n, 1) + user.codes[both]
+            # Distinct pairs from the runs of equal pairs: a handful per session in sorted events.
+            runs = key[np.r_[True, key[1:] != key[:-1]]] if len(key) else key
+            pairs = np.unique(runs)
+        return cls(events=events, session=session, user=user, order=order, pairs=pairs)
+
+    def users_per_session(self) -> np.ndarray:
+        """Number of distinct users of each session (by session code)."""
+        return np.bincount(self.pairs // max(self.user.n, 1), minlength=self.session.n)
+
+    def user_counts(self) -> pd.DataFrame:
+        """Sessions and events per user, sorted by user (the rows of missing users left out)."""
+        sessions = np.bincount(self.pairs % max(self.user.n, 1), minlength=self.user.n)
+        events = np.bincount(self.user.codes[self.user.codes >= 0], minlength=self.user.n)
+        return pd.DataFrame({c.USER_ID: self.user.ids, "sessions": sessions.astype(np.int64),
+                             "events": events.astype(np.int64)})
+
+
+def _one_user_per_session(index: EventIndex, settings: RuleSettings) -> RuleResult:
     """Every session belongs to exactly one user."""
-    users = events.groupby(c.SESSION_ID, sort=True)[c.USER_ID].agg(["nunique", "unique"])
-    bad = users[users["nunique"] > 1]
-    offenders = pd.DataFrame(
-        {
-            c.SESSION_ID: bad.index.astype(str),
-            "users": [", ".join(sorted(map(str, u))) for u in bad["unique"]],
-        }
-    )
-    return RuleResult(bad.empty, offenders, {"sessions": len(users), "sessions_with_several_users": len(bad)})
+    n_users = index.users_per_session()
+    bad = np.flatnonzero(n_users > 1)
+    in_bad = np.isin(index.pairs // max(index.user.n, 1), bad)
+    bad_pairs = index.pairs[in_bad]  # sorted by session, then by user id
+    session_of = bad_pairs // max(index.user.n, 1)
+    names = np.asarray(index.user.ids)[bad_pairs % max(index.user.n, 1)]
+    cuts = np.flatnonzero(np.diff(session_of)) + 1
+    offenders = pd.DataFrame({
+        c.SESSION_ID: pd.array(np.asarray(index.session.ids)[bad], dtype="str"),
+        "users": pd.array([", ".join(group) for group in np.split(names, cuts)] if len(bad) else [], dtype="str"),
+    })
+    return RuleResult(len(bad) == 0, offenders, {"sessions": index.session.n, "sessions_with_several_users": len(bad)})
 
 
-def no_nulls(events: pd.DataFrame) -> RuleResult:
+def _no_nulls(index: EventIndex, settings: RuleSettings) -> RuleResult:
     """No missing value in any contract column (an empty or blank string counts as missing)."""
-    columns = [col for col in c.TRAIN_COLUMNS if col in events.columns]
-    missing = events[columns].isna()
-    for col in columns:
-        if c.DTYPES[col] == "str":
-            missing[col] |= events[col].astype("str").str.strip().eq("")
-    per_column = missing.sum()
-    bad_rows = missing.any(axis=1)
-    offenders = pd.DataFrame(
-        {"column": per_column.index, "missing": per_column.to_numpy()}
-    ).query("missing > 0").reset_index(drop=True)
-    sessions = events.loc[bad_rows, c.SESSION_ID].dropna().astype(str).unique()
-    offenders["sessions"] = ", ".join(sorted(sessions)[:20])
+    events = index.events
+    missing: dict[str, np.ndarray] = {}
+    for col in (col for col in c.TRAIN_COLUMNS if col in events.columns):
+        if col == c.SESSION_ID:
+            missing[col] = index.session.blank
+        elif col == c.USER_ID:
+            missing[col] = index.user.blank
+        elif c.DTYPES[col] == "str":
+            missing[col] = _blank(arrow_text(events[col]))
+        else:
+            missing[col] = events[col].isna().to_numpy()
+    bad_rows = np.zeros(len(events), dtype=bool)
+    for mask in missing.values():
+        bad_rows |= mask
+    per_column = {col: int(mask.sum()) for col, mask in missing.items()}
+    offenders = pd.DataFrame({"column": list(per_column), "missing": list(per_column.values())})
+    offenders = offenders[offenders["missing"] > 0].reset_index(drop=True)
+    sessions = np.unique(index.session.codes[bad_rows & (index.session.codes >= 0)])[:20]
+    offenders["sessions"] = ", ".join(np.asarray(index.session.ids)[sessions])
     return RuleResult(not bad_rows.any(), offenders, {"rows_with_nulls": int(bad_rows.sum())})
 
 
-def sessions_per_user(events: pd.DataFrame) -> pd.DataFrame:
-    """Sessions and events per user, sorted by user."""
-    grouped = events.groupby(c.USER_ID, sort=True)
-    return pd.DataFrame(
-        {"sessions": grouped[c.SESSION_ID].nunique(), "events": grouped.size()}
-    ).rename_axis(c.USER_ID).reset_index()
+def _enough_sessions_per_user(index: EventIndex, settings: RuleSettings) -> RuleResult:
+    """Every user has at least ``min_sessions_per_user`` sessions (cross-validation needs 2)."""
+    counts = index.user_counts()
+    minimum = settings.min_sessions_per_user
+    bad = counts[counts["sessions"] < minimum].reset_index(drop=True)
+    return RuleResult(bad.empty, bad, {"users": len(counts), "users_below_minimum": len(bad), "min_sessions": minimum})
 
 
-def enough_sessions_per_user(events: pd.DataFrame, min_sessions: int = 2) -> RuleResult:
-    """Every user has at least ``min_sessions`` sessions (cross-validation needs 2)."""
-    counts = sessions_per_user(events)
-    bad = counts[counts["sessions"] < min_sessions].reset_index(drop=True)
-    return RuleResult(
-        bad.empty,
-        bad,
-        {"users": len(counts), "users_below_minimum": len(bad), "min_sessions": min_sessions},
-    )
-
-
-def users_balanced(events: pd.DataFrame, min_ratio: float = 0.5) -> RuleResult:
-    """The smallest user has at least ``min_ratio`` times the sessions and events of the largest."""
-    counts = sessions_per_user(events)
+def _users_balanced(index: EventIndex, settings: RuleSettings) -> RuleResult:
+    """The smallest user has at least ``min_balance_ratio`` times the sessions and events of the largest."""
+    counts = index.user_counts()
+    min_ratio = settings.min_balance_ratio
     summary: dict[str, float | int] = {"min_ratio": min_ratio}
     bad = np.zeros(len(counts), dtype=bool)
     for col in ("sessions", "events"):
-        largest = counts[col].max()
+        largest = counts[col].max() if len(counts) else 0
         ratio = float(counts[col].min() / largest) if largest else 1.0
         summary[f"{col}_ratio"] = round(ratio, 4)
         bad |= (counts[col] < min_ratio * largest).to_numpy()
@@ -87,48 +210,117 @@ def users_balanced(events: pd.DataFrame, min_ratio: float = 0.5) -> RuleResult:
     return RuleResult(passed, offenders, summary)
 
 
-def grammar_deviations(events: pd.DataFrame) -> RuleResult:
+def _grammar_deviations(index: EventIndex, settings: RuleSettings) -> RuleResult:
     """Count where the stream departs from the textbook grammar, per session.
 
-    ``events`` must be sorted by ``(session_id, timestamp)`` (as ingestion
-    leaves them). Counted: clicks not followed by a release, drag presses
-    whose next non-move event is not a release, and releases whose previous
-    non-move event is neither a click nor a drag press.
+    Events are taken in ``(session_id, timestamp)`` order (sorted here if
+    they are not already). Counted: clicks not followed by a release, drag
+    presses whose next non-move event is not a release, and releases whose
+    previous non-move event is neither a click nor a drag press.
     """
-    code = events[c.EVENT_TYPE].to_numpy()
-    session = pd.factorize(events[c.SESSION_ID])[0]
+    code = index.events[c.EVENT_TYPE].to_numpy()
+    session = index.session.codes
+    if index.order is not None:
+        code, session = code[index.order], session[index.order]
     n = len(code)
-    idx = np.arange(n)
-    same_next = np.r_[session[1:] == session[:-1], False]
-    next_code = np.r_[code[1:], 0]
-    click_no_release = (code == c.EventType.CLICK) & ~(same_next & (next_code == c.EventType.RELEASE))
+    flagged = []
+    # A click must be followed, in its session, by a release.
+    click = np.flatnonzero(code == c.EventType.CLICK)
+    after = np.minimum(click + 1, max(n - 1, 0))
+    released = (click + 1 < n) & (session[after] == session[click]) & (code[after] == c.EventType.RELEASE)
+    flagged.append(click[~released])
+    # Drags and releases pair up across moves: only the (few) non-move events are looked at.
+    other = np.flatnonzero(code != c.EventType.MOVE)
+    other_code, other_session = code[other], session[other]
+    same_as_next = np.r_[other_session[1:] == other_session[:-1], False]
+    next_code = np.r_[other_code[1:], 0]
+    drag = other_code == c.EventType.DRAG
+    flagged.append(other[drag & ~(same_as_next & (next_code == c.EventType.RELEASE))])
+    same_as_prev = np.r_[False, same_as_next[:-1]]
+    prev_code = np.r_[0, other_code[:-1]]
+    pressed = same_as_prev & ((prev_code == c.EventType.CLICK) | (prev_code == c.EventType.DRAG))
+    flagged.append(other[(other_code == c.EventType.RELEASE) & ~pressed])
+    names = ("clicks_without_release", "drags_without_release", "releases_without_press")
+    per_session = {}
+    for name, rows in zip(names, flagged):
+        sessions = session[rows]
+        per_session[name] = np.bincount(sessions[sessions >= 0], minlength=index.session.n).astype(np.int64)
+    bad = np.flatnonzero(sum(per_session.values()) > 0) if index.session.n else np.zeros(0, dtype=np.int64)
+    offenders = pd.DataFrame({c.SESSION_ID: pd.array(np.asarray(index.session.ids)[bad], dtype="str"),
+                              **{name: counts[bad] for name, counts in per_session.items()}})
+    summary = {name: int(counts.sum()) for name, counts in per_session.items()}
+    summary["sessions_with_deviations"] = len(bad)
+    return RuleResult(len(bad) == 0, offenders, summary)
 
-    non_move = code != c.EventType.MOVE
-    # Next non-move event after i (strictly after), and previous non-move event before i.
-    nxt = np.minimum.accumulate(np.where(non_move, idx, n)[::-1])[::-1]
-    nxt_after = np.r_[nxt[1:], n]
-    nxt_ok = nxt_after < n
-    next_nm_code = np.where(nxt_ok, code[np.minimum(nxt_after, n - 1)], 0)
-    next_same = nxt_ok & (session[np.minimum(nxt_after, n - 1)] == session)
-    drag_no_release = (code == c.EventType.DRAG) & ~(next_same & (next_nm_code == c.EventType.RELEASE))
 
-    prv = np.maximum.accumulate(np.where(non_move, idx, -1))
-    prv_before = np.r_[-1, prv[:-1]]
-    prv_ok = prv_before >= 0
-    prev_nm_code = np.where(prv_ok, code[np.maximum(prv_before, 0)], 0)
-    prev_same = prv_ok & (session[np.maximum(prv_before, 0)] == session)
-    release_no_press = (code == c.EventType.RELEASE) & ~(
-        prev_same & np.isin(prev_nm_code, (c.EventType.CLICK, c.EventType.DRAG))
-    )
-    per_session = pd.DataFrame(
-        {
-            c.SESSION_ID: events[c.SESSION_ID].to_numpy(),
-            "clicks_without_release": click_no_release,
-            "drags_without_release": drag_no_release,
-            "releases_without_press": release_no_press,
-        }
-    ).groupby(c.SESSION_ID, sort=True).sum()
-    offenders = per_session[per_session.sum(axis=1) > 0].reset_index()
-    summary = {name: int(per_session[name].sum()) for name in per_session.columns}
-    summary["sessions_with_deviations"] = len(offenders)
-    return RuleResult(len(offenders) == 0, offenders, summary)
+@dataclass(frozen=True)
+class Rule:
+    """A named rule: its function and whether it needs labelled events (a ``user_id`` column)."""
+
+    check: Callable[[EventIndex, RuleSettings], RuleResult]
+    needs_labels: bool = False
+
+
+#: Every rule on event frames, by the name of the asset check that reports it.
+EVENT_RULES: dict[str, Rule] = {
+    "one_user_per_session": Rule(_one_user_per_session, needs_labels=True),
+    "no_nulls": Rule(_no_nulls),
+    "enough_sessions_per_user": Rule(_enough_sessions_per_user, needs_labels=True),
+    "users_balanced": Rule(_users_balanced, needs_labels=True),
+    "event_grammar": Rule(_grammar_deviations),
+}
+
+
+def event_rules(events: pd.DataFrame, settings: RuleSettings = RuleSettings(),
+                names: Iterable[str] | None = None) -> dict[str, RuleResult]:
+    """Every rule (or those of ``names``) on ``events``, from one shared :class:`EventIndex`.
+
+    ``events`` is an events frame as ingestion returns it (any row order is
+    fine). Rules that need ``user_id`` are left out for unlabelled events
+    unless named explicitly, which is then a KeyError. Returns the results
+    by rule name, in :data:`EVENT_RULES` order.
+    """
+    labelled = c.USER_ID in events.columns
+    if names is None:
+        wanted = [name for name, rule in EVENT_RULES.items() if labelled or not rule.needs_labels]
+    else:
+        wanted = list(names)
+        unknown = [name for name in wanted if name not in EVENT_RULES]
+        if unknown:
+            raise KeyError(f"unknown rule(s) {unknown}: choose from {list(EVENT_RULES)}")
+        unlabelled = [name for name in wanted if EVENT_RULES[name].needs_labels and not labelled]
+        if unlabelled:
+            raise KeyError(f"rule(s) {unlabelled} need a {c.USER_ID} column")
+    index = EventIndex.of(events)
+    return {name: EVENT_RULES[name].check(index, settings) for name in EVENT_RULES if name in wanted}
+
+
+def one_user_per_session(events: pd.DataFrame) -> RuleResult:
+    """Every session belongs to exactly one user."""
+    return event_rules(events, names=["one_user_per_session"])["one_user_per_session"]
+
+
+def no_nulls(events: pd.DataFrame) -> RuleResult:
+    """No missing value in any contract column (an empty or blank string counts as missing)."""
+    return event_rules(events, names=["no_nulls"])["no_nulls"]
+
+
+def sessions_per_user(events: pd.DataFrame) -> pd.DataFrame:
+    """Sessions and events per user, sorted by user."""
+    return EventIndex.of(events).user_counts()
+
+
+def enough_sessions_per_user(events: pd.DataFrame, min_sessions: int = 2) -> RuleResult:
+    """Every user has at least ``min_sessions`` sessions (cross-validation needs 2)."""
+    settings = RuleSettings(min_sessions_per_user=min_sessions)
+    return event_rules(events, settings, names=["enough_sessions_per_user"])["enough_sessions_per_user"]
+
+
+def users_balanced(events: pd.DataFrame, min_ratio: float = 0.5) -> RuleResult:
+    """The smallest user has at least ``min_ratio`` times the sessions and events of the largest."""
+    return event_rules(events, RuleSettings(min_balance_ratio=min_ratio), names=["users_balanced"])["users_balanced"]
+
+
+def grammar_deviations(events: pd.DataFrame) -> RuleResult:
+    """Count where the stream departs from the textbook grammar, per session (see ``event_grammar``)."""
+    return event_rules(events, names=["event_grammar"])["event_grammar"]

@@ -163,3 +163,145 @@ def test_five_broken_rows_in_the_real_file(tmp_path, kaggle_train):
     assert result.rejected["reason"].str.len().gt(0).all()
     expected = pd.Series(["event_type", "screen_x", "session_id", "impossible timestamp", "malformed line"])
     assert all(e in r for e, r in zip(expected, result.rejected["reason"]))
+
+
+# --- Values mangled by spreadsheets, formula neutralisation, and the fast paths -------------------
+
+
+@pytest.mark.parametrize(
+    ("line", "reason"),
+    [
+        ("u9,s1,7,1.65599E+12,2,10,20",
+         "timestamp '1.65599E+12' is in scientific notation (precision lost, e.g. saved by a spreadsheet)"),
+        ("u9,s1,7,1.655993031186e+12,2,10,20", "timestamp '1.655993031186e+12' is in scientific notation"),
+        ("u9,s1,-2.4162E+18,1655993031186,2,10,20",
+         "user_id '-2.4162E+18' is in scientific notation (precision lost, e.g. saved by a spreadsheet)"),
+        ("u9,1.2345E+17,7,1655993031186,2,10,20", "session_id '1.2345E+17' is in scientific notation"),
+        ("9.87E+20,s1,7,1655993031186,2,10,20", "uid '9.87E+20' is in scientific notation"),
+        ("u9,s1,7,1655993031186.5,2,10,20", "timestamp '1655993031186.5' is not an integer"),
+        ("u9,s1,7,0x181,2,10,20", "timestamp '0x181' is not an integer"),
+        ("u9,s1,7,1655993031186,0x2,10,20", "event_type '0x2' is not one of"),
+        ("u9,s1,7,1655993031186,2.5,10,20", "event_type '2.5' is not one of"),
+        ("u9,s1,7,1655993031186,2,inf,20", "screen_x 'inf' is not a finite number"),
+        ("u9,s1,7,1655993031186,2,10,nan", "screen_y 'nan' is not a finite number"),
+        ("u9,s1,7,99999999999999999999,2,10,20", "impossible timestamp '99999999999999999999'"),
+        ("u9,\t,7,1655993031186,2,10,20", "session_id is empty"),
+    ],
+)
+def test_spreadsheet_mangled_and_odd_values_are_rejected_with_their_reason(tmp_path, line, reason):
+    result = read_events(write(tmp_path, [*GOOD, line]), labelled=True)
+    assert (result.rows_accepted, result.rows_rejected) == (3, 1)
+    assert reason in result.rejected.iloc[0]["reason"]
+    assert result.rejected.iloc[0]["line_number"] == 5
+
+
+def test_scientific_notation_is_named_once_not_also_as_a_non_integer(tmp_path):
+    result = read_events(write(tmp_path, [*GOOD, "u9,s1,7,1.65599E+12,2,10,20"]), labelled=True)
+    assert "not an integer" not in result.rejected.iloc[0]["reason"]
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "column", "expected"),
+    [
+        (3, "1655993031186.0", c.TIMESTAMP, 1655993031186),  # a zero fraction loses nothing
+        (3, "1655993031186.000", c.TIMESTAMP, 1655993031186),
+        (3, " 1655993031186 ", c.TIMESTAMP, 1655993031186),
+        (3, "+1655993031186", c.TIMESTAMP, 1655993031186),
+        (4, "2.0", c.EVENT_TYPE, 2),
+        (4, " 5 ", c.EVENT_TYPE, 5),
+        (5, "-3.5", c.SCREEN_X, -3.5),
+        (5, " 7 ", c.SCREEN_X, 7.0),
+        (5, "1e3", c.SCREEN_X, 1000.0),
+        (0, "12e4", c.UID, "12e4"),  # hexadecimal-looking ids are not numbers in disguise
+        (0, "1e10", c.UID, "1e10"),
+        (2, "1E5", c.USER_ID, "1E5"),
+    ],
+)
+def test_values_in_other_accepted_forms_parse_like_plain_ones(tmp_path, field, value, column, expected):
+    fields = "u9,s3,7,1655993031186,2,10,20".split(",")
+    fields[field] = value
+    result = read_events(write(tmp_path, [*GOOD, ",".join(fields)]), labelled=True)
+    assert result.rows_rejected == 0, result.rejected["reason"].tolist()
+    row = result.events.set_index(c.SOURCE_LINE).loc[5]
+    assert row[column] == expected
+
+
+def test_ids_keep_a_leading_tab_and_lose_only_spaces(tmp_path):
+    """A tab that neutralises a formula (OWASP CSV injection) must survive ingestion."""
+    lines = ["\t=1+1,s1,7,1655993031186,2,10,20", "u2,  s1  ,7,1655993031187,2,10,20",
+             "u3,s1\t,\t-7,1655993031188,2,10,20"]
+    events = read_events(write(tmp_path, lines), labelled=True).events
+    assert list(events[c.UID]) == ["\t=1+1", "u2", "u3"]
+    assert list(events[c.SESSION_ID]) == ["s1", "s1", "s1\t"]  # spaces trimmed, the tab kept
+    assert list(events[c.USER_ID]) == ["7", "7", "\t-7"]
+
+
+def test_ids_are_trimmed_before_sorting(tmp_path):
+    lines = ["a,s2,u,1655993031100,2,1,1", "b, s1,u,1655993031300,2,1,1", "c,s1 ,u,1655993031200,2,1,1"]
+    events = read_events(write(tmp_path, lines), labelled=True).events
+    assert list(events[c.UID]) == ["c", "b", "a"]
+    assert events[c.SESSION_ID].nunique() == 2
+
+
+def test_an_exact_duplicate_of_a_faulty_row_is_counted_once_as_rejected(tmp_path):
+    bad = "u9,s1,7,1655993031186,2,abc,20"
+    result = read_events(write(tmp_path, [*GOOD, bad, bad]), labelled=True)
+    assert result.counts() == {"rows_read": 5, "rows_accepted": 3, "rows_rejected": 1, "exact_duplicates": 1}
+
+
+def test_reused_uid_and_a_field_fault_are_both_named(tmp_path):
+    result = read_events(write(tmp_path, [*GOOD, "u1,s1,7,1655993031186,2,abc,20"]), labelled=True)
+    assert result.rejected.iloc[0]["reason"] == (
+        "screen_x 'abc' is not a finite number; duplicate uid 'u1' with different content (first on line 2)")
+
+
+@pytest.mark.parametrize("uid_length", [3, 36, 70], ids=["short", "uuid", "longer-than-hashed"])
+def test_repeated_uids_are_found_whatever_their_length(tmp_path, uid_length):
+    rng = np.random.default_rng(0)
+    uids = ["".join(rng.choice(list("abcdef0123456789"), uid_length)) for _ in range(300)]
+    uids = list(dict.fromkeys(uids))
+    lines = [f"{u},s{i % 7},7,{1655993031186 + i},2,{i},1" for i, u in enumerate(uids)]
+    lines += [lines[10], lines[20].replace(",1\n", ",2\n").rsplit(",", 1)[0] + ",99", f"{uids[5]}x,s1,7,1655993031186,2,1,1"]
+    result = read_events(write(tmp_path, lines), labelled=True)
+    assert result.exact_duplicates == 1
+    assert result.rows_rejected == 1
+    assert result.rejected.iloc[0]["reason"].startswith(f"duplicate uid '{uids[20]}'")
+    assert result.rows_accepted == len(uids) + 1
+
+
+def test_faulty_rows_do_not_change_the_values_of_the_clean_ones(tmp_path, small_files):
+    """The cast of a clean column and the fallback of a column with a fault give the same values."""
+    lines = small_files["train"].read_text().splitlines()
+    clean = read_events(small_files["train"], labelled=True).events
+    faulty = lines[:1] + [lines[1].replace(",", ",x", 3)] + lines[2:]
+    faulty += ["u,s,7,1.5E+12,oops,-,."]
+    path = tmp_path / "faulty.csv"
+    path.write_text("\n".join(faulty) + "\n")
+    result = read_events(path, labelled=True)
+    assert result.rows_rejected == 2
+    expected = clean[clean[c.SOURCE_LINE] != 2].reset_index(drop=True)
+    pd.testing.assert_frame_equal(result.events, expected)
+
+
+def test_events_keep_arrow_backed_strings(tmp_path):
+    events = read_events(write(tmp_path, GOOD), labelled=True).events
+    for name in (c.UID, c.SESSION_ID, c.USER_ID):
+        assert events[name].dtype == "str"
+        assert isinstance(events[name].array, pd.arrays.ArrowStringArray)
+
+
+def test_ids_stay_with_their_row_after_a_rejected_row(tmp_path):
+    """Regression: ids of accepted rows were shifted (or lost) when an earlier row was rejected."""
+    lines = ["u0,s1,7,1655993031186,2,abc,20", "u1,s1,7,1655993031186,2,10,20", "u2,s1,8,1655993031187,2,10,20"]
+    events = read_events(write(tmp_path, lines), labelled=True).events
+    assert events[[c.UID, c.USER_ID, c.SOURCE_LINE]].values.tolist() == [["u1", "7", 3], ["u2", "8", 4]]
+
+
+def test_uids_repeated_across_chunks_are_found_whatever_their_lengths():
+    import pyarrow as pa
+
+    from mouse_pipeline.ingest import _shared_uid_rows
+
+    uids = pa.chunked_array([pa.array(["abc", "x" * 36, "q"]), pa.array(["zz", "abc"]), pa.array(["y" * 10] * 3),
+                             pa.array(["abc", "abcd"])])
+    assert list(_shared_uid_rows(uids)) == [0, 4, 5, 6, 7, 8]

@@ -77,7 +77,7 @@ def test_spark_features_equal_pandas_features_on_the_kaggle_training_file(spark_
     assert_same_features(expected, spark_table)
 
 
-def test_spark_reader_keeps_every_bad_row_with_its_reason(spark_session, tmp_path, small_files):
+def test_spark_reader_rejects_the_rows_pandas_rejects_with_the_same_reasons(spark_session, tmp_path, small_files):
     lines = small_files["train"].read_text().splitlines()
     header, rows = lines[0], lines[1:]
     uid, session, user, t, code, x, y = rows[0].split(",")
@@ -86,6 +86,10 @@ def test_spark_reader_keeps_every_bad_row_with_its_reason(spark_session, tmp_pat
         ",".join([uid + "b", session, user, t, "9", x, y]),  # unknown event code
         ",".join([uid + "c", session, user, "5", code, x, y]),  # a timestamp in seconds since 1970
         ",".join([uid + "d", "", user, t, code, x, y]),  # no session
+        ",".join([uid + "e", session, "-2.4162E+18", "1.65599E+12", code, x, y]),  # saved by a spreadsheet
+        ",".join([uid + "f", session, user, t, code]),  # a malformed line
+        ",".join([uid, session, user, t, code, x, "1"]),  # the first row's uid, other content
+        ",".join(["\t=1+1", session, user, t, code, x, y]),  # a neutralised formula: accepted, tab kept
         rows[3],  # an exact duplicate of a good row
     ]
     path = tmp_path / "bad.csv"
@@ -94,13 +98,31 @@ def test_spark_reader_keeps_every_bad_row_with_its_reason(spark_session, tmp_pat
     ingested = read_events(path, labelled=True)
     written = spark_engine.features_to_parquet(spark_session, str(path), str(tmp_path / "f.parquet"))
     assert written.rows_read == len(rows) + len(bad) == ingested.rows_read
-    assert (written.rows_rejected, written.exact_duplicates) == (4, 1) == (
+    assert (written.rows_rejected, written.exact_duplicates) == (7, 1) == (
         ingested.rows_rejected, ingested.exact_duplicates)
-    rejected = pd.read_parquet(written.rejected).sort_values(c.UID)
-    assert rejected[spark_engine.REASON].tolist() == [
-        "unparseable row; missing screen_y", "unknown event_type", "impossible timestamp", "missing session_id"]
-    assert rejected[spark_engine.CORRUPT_RECORD].iloc[0].endswith(",oops")
+    spark_reasons = sorted(pd.read_parquet(written.rejected)[spark_engine.REASON])
+    # Spark has no line numbers: a reused uid's reason does not say where the uid was first seen.
+    pandas_reasons = sorted(ingested.rejected["reason"].str.replace(r" \(first on line \d+\)", "", regex=True))
+    assert spark_reasons == pandas_reasons
+    assert "user_id '-2.4162E+18' is in scientific notation (precision lost, e.g. saved by a spreadsheet); " \
+           "timestamp '1.65599E+12' is in scientific notation (precision lost, e.g. saved by a spreadsheet)" \
+           in spark_reasons
+    assert "malformed line: expected 7 fields, found 5" in spark_reasons
+    rejected = pd.read_parquet(written.rejected).set_index(c.UID)
+    assert rejected.loc[uid + "a", c.SCREEN_Y] == "oops"  # raw values kept
+    assert rejected.loc[uid + "f", spark_engine.CORRUPT_RECORD].endswith(f",{t},{code}")
     assert_same_features(extract_features(ingested.events), spark_engine.read_feature_table(written.features))
+
+
+def test_spark_reader_checks_parquet_columns_as_typed(spark_session, tmp_path):
+    events = pd.DataFrame({c.SESSION_ID: ["s", "s", " s "], c.TIMESTAMP: [1655993031186, 5, 1655993031187],
+                           c.EVENT_TYPE: [2, 2, 7], c.SCREEN_X: [1.0, 2.0, np.nan], c.SCREEN_Y: [1.0, 2.0, 3.0]})
+    events.to_parquet(tmp_path / "events.parquet")
+    read = spark_engine.read_events(spark_session, str(tmp_path / "events.parquet"), labelled=False)
+    assert read.counts() == (3, 1, 2)
+    reasons = sorted(row[spark_engine.REASON] for row in read.rejected.collect())
+    assert reasons == ["event_type '7' is not one of [1, 2, 3, 4, 5]; screen_x '' is not a finite number",
+                       "impossible timestamp '5' (expected epoch milliseconds in 2000..2099)"]
 
 
 def test_spark_reader_names_a_parquet_file_without_the_contract_columns(spark_session, tmp_path):

@@ -97,3 +97,139 @@ def test_grammar_deviations_are_counted_per_session():
     assert result.summary == {"clicks_without_release": 1, "drags_without_release": 1,
                               "releases_without_press": 1, "sessions_with_deviations": 3}
     assert list(result.offenders[c.SESSION_ID]) == ["s1", "s2", "s3"]
+
+
+# --- The one-pass rules equal the straightforward definitions -----------------------------------
+
+
+def reference_rules(events, min_sessions=2, min_ratio=0.5):
+    """The rules as first written with groupby (events sorted by session and time for the grammar)."""
+    out = {}
+    users = events.groupby(c.SESSION_ID, sort=True)[c.USER_ID].agg(["nunique", "unique"])
+    bad = users[users["nunique"] > 1]
+    out["one_user_per_session"] = (bad.empty, list(bad.index), {"sessions": len(users),
+                                                                "sessions_with_several_users": len(bad)})
+    columns = [col for col in c.TRAIN_COLUMNS if col in events.columns]
+    missing = events[columns].isna()
+    for col in columns:
+        if c.DTYPES[col] == "str":
+            missing[col] |= events[col].astype("str").str.strip().eq("")
+    bad_rows = missing.any(axis=1)
+    out["no_nulls"] = (not bad_rows.any(), missing.sum()[missing.sum() > 0].to_dict(),
+                       {"rows_with_nulls": int(bad_rows.sum())})
+    grouped = events.groupby(c.USER_ID, sort=True)
+    counts = pd.DataFrame({"sessions": grouped[c.SESSION_ID].nunique(), "events": grouped.size()})
+    low = counts[counts["sessions"] < min_sessions]
+    out["enough_sessions_per_user"] = (low.empty, list(low.index), {"users": len(counts),
+                                                                     "users_below_minimum": len(low),
+                                                                     "min_sessions": min_sessions})
+    summary = {"min_ratio": min_ratio}
+    unbalanced = np.zeros(len(counts), dtype=bool)
+    for col in ("sessions", "events"):
+        largest = counts[col].max()
+        summary[f"{col}_ratio"] = round(float(counts[col].min() / largest), 4)
+        unbalanced |= (counts[col] < min_ratio * largest).to_numpy()
+    passed = summary["sessions_ratio"] >= min_ratio and summary["events_ratio"] >= min_ratio
+    out["users_balanced"] = (passed, list(counts.index[unbalanced]), summary)
+    return out
+
+
+def reference_grammar(events):
+    """Grammar deviations per session, with next/previous non-move events found by accumulation."""
+    code = events[c.EVENT_TYPE].to_numpy()
+    session = pd.factorize(events[c.SESSION_ID])[0]
+    n = len(code)
+    idx = np.arange(n)
+    same_next = np.r_[session[1:] == session[:-1], False]
+    click = (code == 5) & ~(same_next & (np.r_[code[1:], 0] == 1))
+    non_move = code != 2
+    nxt = np.r_[np.minimum.accumulate(np.where(non_move, idx, n)[::-1])[::-1][1:], n]
+    ok = nxt < n
+    drag = (code == 4) & ~(ok & (session[np.minimum(nxt, n - 1)] == session) & (code[np.minimum(nxt, n - 1)] == 1))
+    prv = np.r_[-1, np.maximum.accumulate(np.where(non_move, idx, -1))[:-1]]
+    ok = prv >= 0
+    pressed = ok & (session[np.maximum(prv, 0)] == session) & np.isin(code[np.maximum(prv, 0)], (4, 5))
+    release = (code == 1) & ~pressed
+    per_session = pd.DataFrame({c.SESSION_ID: events[c.SESSION_ID].to_numpy(), "clicks_without_release": click,
+                                "drags_without_release": drag, "releases_without_press": release}
+                               ).groupby(c.SESSION_ID, sort=True).sum()
+    offenders = per_session[per_session.sum(axis=1) > 0]
+    summary = {name: int(per_session[name].sum()) for name in per_session.columns}
+    summary["sessions_with_deviations"] = len(offenders)
+    return offenders.reset_index(), summary
+
+
+def tricky_frame(seed: int) -> pd.DataFrame:
+    """Unsorted events with shared sessions, missing and blank ids, repeated times, every event code."""
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(1, 300))
+    sessions = np.array(["s1", "s2", "s10", "S3", "é4", "s5"])[rng.integers(0, 6, n)]
+    owner = {"s1": "a", "s2": "a", "s10": "b", "S3": "b", "é4": "c", "s5": "c"}
+    users = np.array([owner[s] for s in sessions], dtype=object)
+    stray = rng.random(n) < 0.05  # a session with a second user
+    users[stray] = rng.choice(["a", "b", "c", "d"], int(stray.sum()))
+    frame = pd.DataFrame({
+        c.UID: [f"e{i}" for i in range(n)],
+        c.SESSION_ID: sessions.astype(object),
+        c.USER_ID: users,
+        c.TIMESTAMP: rng.integers(0, 50, n).astype(np.int64),
+        c.EVENT_TYPE: rng.choice([1, 2, 2, 2, 3, 4, 5], n).astype(np.int8),
+        c.SCREEN_X: rng.random(n),
+        c.SCREEN_Y: rng.random(n),
+    })
+    if seed % 2:
+        frame.loc[rng.random(n) < 0.03, c.USER_ID] = None
+        frame.loc[rng.random(n) < 0.03, c.UID] = " "
+        frame.loc[rng.random(n) < 0.03, c.SCREEN_X] = np.nan
+    return frame
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_one_pass_rules_equal_the_groupby_definitions(seed):
+    events = tricky_frame(seed)
+    results = v.event_rules(events, v.RuleSettings(min_sessions_per_user=2, min_balance_ratio=0.5))
+    expected = reference_rules(events)
+    passed, sessions, summary = expected["one_user_per_session"]
+    rule = results["one_user_per_session"]
+    assert (rule.passed, list(rule.offenders[c.SESSION_ID]), rule.summary) == (passed, sessions, summary)
+    passed, per_column, summary = expected["no_nulls"]
+    rule = results["no_nulls"]
+    assert (rule.passed, dict(zip(rule.offenders["column"], rule.offenders["missing"])), rule.summary) == (
+        passed, per_column, summary)
+    for name in ("enough_sessions_per_user", "users_balanced"):
+        passed, users, summary = expected[name]
+        rule = results[name]
+        assert (rule.passed, list(rule.offenders[c.USER_ID]), rule.summary) == (passed, users, summary), name
+    ordered = events.sort_values([c.SESSION_ID, c.TIMESTAMP], kind="stable", ignore_index=True)
+    offenders, summary = reference_grammar(ordered)
+    for frame in (events, ordered):  # the rule sorts unsorted events itself
+        rule = v.event_rules(frame, names=["event_grammar"])["event_grammar"]
+        assert rule.summary == summary
+        pd.testing.assert_frame_equal(rule.offenders, offenders, check_dtype=False)
+
+
+def test_users_of_a_shared_session_are_listed_in_order():
+    events = tricky_frame(0)
+    rule = v.one_user_per_session(events)
+    for session, listed in zip(rule.offenders[c.SESSION_ID], rule.offenders["users"]):
+        assert listed == ", ".join(sorted(events.loc[events[c.SESSION_ID] == session, c.USER_ID].unique()))
+
+
+def test_unlabelled_events_get_the_rules_that_need_no_labels():
+    results = v.event_rules(GOOD.drop(columns=[c.USER_ID]))
+    assert list(results) == ["no_nulls", "event_grammar"]
+    with pytest.raises(KeyError, match="need a user_id column"):
+        v.event_rules(GOOD.drop(columns=[c.USER_ID]), names=["users_balanced"])
+    with pytest.raises(KeyError, match="unknown rule"):
+        v.event_rules(GOOD, names=["speed_limit"])
+
+
+def test_every_rule_in_one_call_matches_the_single_rule_functions():
+    results = v.event_rules(GOOD)
+    assert list(results) == list(v.EVENT_RULES)
+    singles = {"one_user_per_session": v.one_user_per_session(GOOD), "no_nulls": v.no_nulls(GOOD),
+               "enough_sessions_per_user": v.enough_sessions_per_user(GOOD, 2),
+               "users_balanced": v.users_balanced(GOOD, 0.5), "event_grammar": v.grammar_deviations(GOOD)}
+    for name, single in singles.items():
+        assert (results[name].passed, results[name].summary) == (single.passed, single.summary)
+        pd.testing.assert_frame_equal(results[name].offenders, single.offenders)

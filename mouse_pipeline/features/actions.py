@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from mouse_pipeline.contract import EventType
-from mouse_pipeline.features.grouped import Groups
+from mouse_pipeline.features.grouped import Groups, previous, same_as_previous, step
 
 MOVE, POINT_CLICK, DRAG, WHEEL, OTHER = range(5)
 ACTION_NAMES = ("move", "point_click", "drag", "wheel", "other")
@@ -39,32 +39,40 @@ _R, _M, _W, _D, _C = (int(e) for e in (EventType.RELEASE, EventType.MOVE, EventT
                                        EventType.DRAG, EventType.CLICK))
 
 
+def _last_at_or_before(marks: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """For each of ``rows``, the last of the sorted positions ``marks`` at or before it (-1 if none)."""
+    return np.r_[-1, marks][np.searchsorted(marks, rows, side="right")]
+
+
 def action_starts(code: np.ndarray, t: np.ndarray, first_of_segment: np.ndarray, pause_ms: float) -> np.ndarray:
     """Boolean per event: does a new action start here?
 
     ``code`` and ``t`` are sorted by segment then time; ``first_of_segment``
     marks the first event of each segment (a session or a window).
     """
-    prev = np.r_[0, code[:-1]]
-    gap = np.r_[0.0, np.diff(t)]
-    prev_is = {k: prev == k for k in (_R, _M, _W, _D, _C)}
     is_ = {k: code == k for k in (_R, _M, _W, _D, _C)}
-    # Inside a drag: the last press (4) is more recent than the last release/click/wheel.
-    idx = np.arange(len(code))
-    last_press = np.maximum.accumulate(np.where(is_[_D], idx, -1))
-    last_end = np.maximum.accumulate(np.where(is_[_R] | is_[_C] | is_[_W], idx, -1))
-    last_segment_start = np.maximum.accumulate(np.where(first_of_segment, idx, -1))
-    in_drag = (last_press > last_end) & (last_press >= last_segment_start)
-    in_drag_before = np.r_[False, in_drag[:-1]]
+    prev_is = {k: previous(mask, False) for k, mask in is_.items()}
+    long_gap = step(t) > pause_ms
 
     start = first_of_segment.copy()
-    long_gap = gap > pause_ms
     start |= is_[_D]  # a press begins a drag
     start |= is_[_W] & (~prev_is[_W] | long_gap)  # a wheel run, split at a long pause
     start |= is_[_M] & (prev_is[_R] | prev_is[_C] | prev_is[_W])  # after a click, release or wheel
-    start |= is_[_M] & prev_is[_M] & long_gap & ~in_drag_before
     start |= is_[_C] & ~(prev_is[_M] | prev_is[_D])  # a click not preceded by a move
-    start |= is_[_R] & ~(prev_is[_C] | prev_is[_M] | prev_is[_D]) & ~in_drag_before
+    # A long pause between moves, or a release after anything but a press or move, starts an action
+    # unless it happens inside a drag: the last press (4) before it is more recent than the last
+    # release/click/wheel and than the segment's start. Both cases are rare, so the drag state is
+    # looked up for them only.
+    pause_in_moves = is_[_M] & prev_is[_M] & long_gap
+    stray_release = is_[_R] & ~(prev_is[_C] | prev_is[_M] | prev_is[_D])
+    rows = np.flatnonzero(pause_in_moves | stray_release)
+    if len(rows):
+        before = rows - 1  # the drag state after the previous event (-1: none)
+        last_press = _last_at_or_before(np.flatnonzero(is_[_D]), before)
+        last_end = _last_at_or_before(np.flatnonzero(is_[_R] | is_[_C] | is_[_W]), before)
+        segment_start = _last_at_or_before(np.flatnonzero(first_of_segment), before)
+        in_drag_before = (before >= 0) & (last_press > last_end) & (last_press >= segment_start)
+        start[rows] |= ~in_drag_before
     return start
 
 
@@ -102,30 +110,49 @@ def step_kinematics(x: np.ndarray, y: np.ndarray, t: np.ndarray, action: np.ndar
 
     ``action`` is the action id of each event and ``pointer`` marks events of
     pointer actions (move, point_click, drag); wheel actions have no path.
+    Values are 0 where their ``*_valid`` flag is False. Masked values are
+    multiplied by their flag rather than chosen with ``np.where``: the same
+    numbers, in a fraction of the time (every value is finite).
     """
-    same = np.r_[False, action[1:] == action[:-1]] & pointer
-    dx = np.where(same, np.r_[0.0, np.diff(x)], 0.0)
-    dy = np.where(same, np.r_[0.0, np.diff(y)], 0.0)
-    dt = np.where(same, np.r_[0.0, np.diff(t)], 0.0) / 1000.0  # seconds
+    same = same_as_previous(action) & pointer
+    dx, dy = step(x), step(y)
+    dx *= same
+    dy *= same
+    dt = step(t)
+    dt *= same
+    dt /= 1000.0  # seconds
     distance = np.hypot(dx, dy)
-    timed = same & (dt > 0)
-    safe_dt = np.where(timed, dt, 1.0)
-    speed = np.where(timed, distance / safe_dt, 0.0)
+    timed = dt > 0  # only steps within an action have a non-zero dt
+    safe_dt = dt.copy()
+    safe_dt[~timed] = 1.0
+    speed = distance / safe_dt
+    speed *= timed
 
     def rate_of(value: np.ndarray, ok: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        both = ok & np.r_[False, ok[:-1]] & same & timed
-        return np.where(both, np.r_[0.0, np.diff(value)] / safe_dt, 0.0), both
+        both = ok & previous(ok, False)  # ``ok`` implies a timed step of the same action
+        rate = step(value)
+        rate /= safe_dt
+        rate *= both
+        return rate, both
 
     accel, accel_valid = rate_of(speed, timed)
     jerk, jerk_valid = rate_of(accel, accel_valid)
 
     moved = same & (distance > 0)
-    angle = np.arctan2(dy, dx)
-    turn_valid = moved & np.r_[False, moved[:-1]]
-    turn = np.where(turn_valid, np.r_[0.0, np.diff(angle)], 0.0)
-    turn = (turn + np.pi) % (2 * np.pi) - np.pi  # wrap to [-pi, pi)
-    angular_velocity = np.where(turn_valid & timed, turn / safe_dt, 0.0)
-    curvature = np.where(turn_valid, turn / np.where(turn_valid, distance, 1.0), 0.0)
+    turn_valid = moved & previous(moved, False)
+    turn = step(np.arctan2(dy, dx))
+    # Wrap to [-pi, pi) as (turn + pi) % (2 pi) - pi does, bit for bit (turns lie within
+    # (-2 pi, 2 pi), so the remainder is one exact subtraction or one addition), without the
+    # slow floating-point remainder. Bit for bit matters: exact 45-degree turns sit right at
+    # the critical-point threshold.
+    turn += np.pi
+    turn -= (2 * np.pi) * (turn >= 2 * np.pi)
+    turn += (2 * np.pi) * (turn < 0)
+    turn -= np.pi
+    turn *= turn_valid
+    angular_velocity = turn / safe_dt
+    angular_velocity *= timed
+    curvature = turn / np.where(turn_valid, distance, 1.0)
     return Steps(dx, dy, dt, distance, same, timed, speed, accel, accel_valid, jerk, jerk_valid,
                  turn, turn_valid, angular_velocity, curvature, turn_valid)
 
@@ -170,32 +197,30 @@ def measure_actions(
     Returns the action id of every event, the :class:`Actions` table and the
     per-event :class:`Steps`.
     """
-    action = np.cumsum(start) - 1
+    action = np.cumsum(start, dtype=np.int64) - 1
     n = int(action[-1]) + 1 if len(action) else 0
-    actions = Groups(action, n)
-    first = actions.starts
+    first = np.flatnonzero(start)
+    actions = Groups(action, n, starts=first)
     last = np.r_[first[1:] - 1, len(code) - 1] if n else first
     count = actions.sizes
 
-    has = {k: actions.count(code == k) > 0 for k in (_R, _M, _W, _D, _C)}
+    # Which event types each action holds, in one pass (codes outside 1..5 land in bins 0 and 6).
+    codes = np.bincount(action * 7 + np.clip(code, 0, 6), minlength=n * 7).reshape(n, 7) > 0
+    has = {k: codes[:, k] for k in (_R, _M, _W, _D, _C)}
     kind = np.full(n, OTHER)
     kind[has[_M]] = MOVE
     kind[has[_W] & ~has[_M]] = WHEEL
     kind[has[_C]] = POINT_CLICK
     kind[has[_D]] = DRAG
     pointer_action = (kind == MOVE) | (kind == POINT_CLICK) | (kind == DRAG)
-    steps = step_kinematics(x, y, t, action, actions.broadcast(pointer_action))
+    steps = step_kinematics(x, y, t, action, pointer_action[action])
 
     duration = (t[last] - t[first]) / 1000.0
     path = actions.total(steps.distance)
     ex, ey = x[last] - x[first], y[last] - y[first]
     displacement = np.hypot(ex, ey)
     straightness = np.where(path > 0, np.minimum(displacement / np.where(path > 0, path, 1.0), 1.0), 1.0)
-    # Distance of each point from its action's start-end line (from the start if they coincide).
-    px, py = x - actions.broadcast(x[first]), y - actions.broadcast(y[first])
-    ux, uy, norm = actions.broadcast(ex), actions.broadcast(ey), actions.broadcast(displacement)
-    off_line = np.where(norm > 0, np.abs(ux * py - uy * px) / np.where(norm > 0, norm, 1.0), np.hypot(px, py))
-    max_deviation = actions.extreme(off_line)
+    max_deviation = _max_deviation(x, y, action, actions, first, ex, ey, displacement)
     mean_speed = np.where(duration > 0, path / np.where(duration > 0, duration, 1.0), 0.0)
     max_speed = actions.extreme(steps.speed, steps.timed)
     mean_abs_accel = actions.mean(np.abs(steps.accel), steps.accel_valid)
@@ -205,16 +230,7 @@ def measure_actions(
     critical = actions.count(steps.turn_valid & (np.abs(steps.turn) > CRITICAL_ANGLE))
     angle = np.arctan2(ey, ex)
     direction = np.where(displacement > 0, np.floor((angle + np.pi / 8) / (np.pi / 4)) % 8, -1).astype(np.int64)
-
-    prev_t = np.r_[t[0] if len(t) else 0.0, t[:-1]]
-    next_code = np.r_[code[1:], 0]
-    next_t = np.r_[t[1:], 0.0]
-    same_next = np.r_[action[1:] == action[:-1], False]
-    is_click = code == _C
-    has_prev = ~start
-    pause = actions.extreme(np.where(is_click & has_prev, (t - prev_t) / 1000.0, -1.0), fill=-1.0)
-    dwell_event = is_click & same_next & (next_code == _R)
-    dwell = actions.extreme(np.where(dwell_event, (next_t - t) / 1000.0, -1.0), fill=-1.0)
+    pause, dwell = _click_timing(t, code, action, start, n)
     wheel_rate = np.where((kind == WHEEL) & (duration > 0), count / np.where(duration > 0, duration, 1.0), 0.0)
 
     table = Actions(
@@ -227,3 +243,43 @@ def measure_actions(
         pause_before_click=pause, click_dwell=dwell, wheel_rate=wheel_rate,
     )
     return action, table, steps
+
+
+def _max_deviation(x: np.ndarray, y: np.ndarray, action: np.ndarray, actions: Groups, first: np.ndarray,
+                   ex: np.ndarray, ey: np.ndarray, displacement: np.ndarray) -> np.ndarray:
+    """Largest distance (px) of an action's points from its start-end line, or from its start when
+    start and end coincide.
+
+    The distance to the line is ``|ex*py - ey*px| / |e|`` with ``|e|`` constant
+    per action, so the division is done once per action, after the maximum
+    (exactly the same number: rounding is monotonic).
+    """
+    px = x - x[first][action]
+    py = y - y[first][action]
+    cross = ex[action] * py
+    cross -= ey[action] * px
+    np.abs(cross, out=cross)
+    moved = displacement > 0
+    out = actions.extreme(cross) / np.where(moved, displacement, 1.0)
+    if not moved.all():  # rare: a closed loop, a single point, a wheel run
+        rows = np.flatnonzero(~moved[action])
+        loops = Groups(action[rows], actions.n)
+        out = np.where(moved, out, loops.extreme(np.hypot(px[rows], py[rows])))
+    return out
+
+
+def _click_timing(t: np.ndarray, code: np.ndarray, action: np.ndarray, start: np.ndarray,
+                  n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per action: the pause before its click (s; the click's gap to the previous event of the
+    action) and the click's dwell (s; time to a release that follows in the action); -1 if none.
+
+    Only click events are looked at.
+    """
+    clicks = np.flatnonzero(code == _C)
+    has_prev = ~start[clicks]  # the first event of the stream starts an action
+    pause = np.where(has_prev, (t[clicks] - t[np.maximum(clicks - 1, 0)]) / 1000.0, -1.0)
+    after = np.minimum(clicks + 1, len(code) - 1)
+    released = (clicks + 1 < len(code)) & (action[after] == action[clicks]) & (code[after] == _R)
+    dwell = np.where(released, (t[after] - t[clicks]) / 1000.0, -1.0)
+    by_action = Groups(action[clicks], n)
+    return by_action.extreme(pause, fill=-1.0), by_action.extreme(dwell, fill=-1.0)

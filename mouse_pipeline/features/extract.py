@@ -5,6 +5,18 @@ scoring data all go through. It sorts the events once, cuts sessions into
 windows (optional), segments actions, measures kinematics, and aggregates
 everything per segment with grouped numpy reductions: no Python loop per
 event, action or session.
+
+Each feature family of :mod:`mouse_pipeline.features.families` has its own
+function here (``_kinematics``, ``_actions``, ``_timing``, ``_transitions``,
+``_idle_gaps``, ``_screen``, ``_pixel_grid``, ``_fractional_coordinates``,
+``_sampling``); the notebook's 17 features, which span several families
+(``first_position`` among them), come from
+:func:`~mouse_pipeline.features.notebook.notebook_features`. They all read one
+:class:`_Chunk` of sorted arrays, actions and steps computed once.
+
+Precision: features are float64. Quantiles rank values at float32 precision
+(see :meth:`Groups.quantiles`), so a quantile may differ from numpy's by a
+relative 6e-8; everything else is computed in float64.
 """
 
 from __future__ import annotations
@@ -12,16 +24,17 @@ from __future__ import annotations
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Literal
 
 import numpy as np
 import pandas as pd
 
 from mouse_pipeline import contract as c
-from mouse_pipeline.features.grouped import Groups
 from mouse_pipeline.features.actions import (
-    ACTION_NAMES, DRAG, MOVE, POINT_CLICK, WHEEL, action_starts, measure_actions,
+    ACTION_NAMES, DRAG, MOVE, POINT_CLICK, WHEEL, Actions, Steps, action_starts, measure_actions,
 )
+from mouse_pipeline.features.grouped import Groups, previous, same_as_previous, step
 from mouse_pipeline.features.notebook import notebook_features
 from mouse_pipeline.features.segments import SegmentedEvents, sort_events, window_index
 
@@ -68,35 +81,219 @@ def feature_columns(table: pd.DataFrame) -> list[str]:
     return [col for col in table.columns if col not in ID_COLUMNS]
 
 
-def _segments(se: SegmentedEvents, config: FeatureConfig) -> tuple[np.ndarray, np.ndarray]:
-    """Segment id of each event and the window number of each segment."""
-    session_start = se.rank == 0
-    if config.window_size > 0 and config.window_unit == "actions":
+def _segments(se: SegmentedEvents, config: FeatureConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Segment id of each event, the window number of each segment and the first row of each segment."""
+    session_starts = se.session_starts()
+    if config.window_size <= 0:  # a segment per session
+        return se.session, np.zeros(se.n_sessions, dtype=np.int64), session_starts
+    session_start = np.zeros(se.n_events, dtype=bool)
+    session_start[session_starts] = True
+    if config.window_unit == "actions":
         unit = np.cumsum(action_starts(se.code, se.t, session_start, config.pause_ms)) - 1
-        unit_rank = unit - unit[np.flatnonzero(session_start)][se.session]
-        unit_count = Groups(se.session, se.n_sessions).extreme(unit_rank) + 1
+        unit_rank = unit - unit[session_starts][se.session]
+        unit_count = Groups(se.session, se.n_sessions, session_starts).extreme(unit_rank) + 1
     else:
-        unit_rank = se.rank
+        unit_rank = se.rank()
         unit_count = np.bincount(se.session, minlength=se.n_sessions)
     window = window_index(unit_rank, unit_count[se.session].astype(np.int64), config.window_size)
-    new = session_start | np.r_[True, window[1:] != window[:-1]]
+    new = session_start | ~same_as_previous(window)
     segment = np.cumsum(new) - 1
-    return segment, window[new]
+    return segment, window[new], np.flatnonzero(new)
 
 
-def _stats(out: dict, name: str, values: np.ndarray, groups: Groups, mask: np.ndarray | None,
-           qs: tuple[float, ...] = _Q3, spread: bool = True) -> None:
+def _stats(name: str, values: np.ndarray, groups: Groups, mask: np.ndarray | None,
+           qs: tuple[float, ...] = _Q3, spread: bool = True) -> dict[str, np.ndarray]:
     """Mean, standard deviation (if ``spread``) and quantiles of values per group."""
-    mean, spread_values = groups.moments(values, mask)
-    out[f"{name}_mean"] = mean
+    return _described(name, *groups.moments(values, mask), groups.quantiles(values, qs, mask), qs, spread)
+
+
+def _described(name: str, mean: np.ndarray, spread_values: np.ndarray, quantiles: np.ndarray,
+               qs: tuple[float, ...], spread: bool = True) -> dict[str, np.ndarray]:
+    out = {f"{name}_mean": mean}
     if spread:
         out[f"{name}_std"] = spread_values
-    for q, column in zip(qs, groups.quantiles(values, qs, mask).T):
+    for q, column in zip(qs, quantiles.T):
         out[f"{name}_q{round(q * 100):02d}"] = column
+    return out
+
+
+@dataclass(frozen=True)
+class _Chunk:
+    """What the feature families read: one chunk of whole sessions, sorted by segment then time.
+
+    ``t`` is in milliseconds as float64 (epoch milliseconds are exact below
+    2**53); ``gap`` is the time since the previous event (ms), meaningful
+    where ``inner`` (not the first event of its segment).
+    """
+
+    x: np.ndarray
+    y: np.ndarray
+    t: np.ndarray
+    code: np.ndarray
+    segment: np.ndarray
+    segments: Groups
+    first_of_segment: np.ndarray
+    config: FeatureConfig
+    acts: Actions
+    steps: Steps
+
+    @property
+    def n(self) -> int:
+        return self.segments.n
+
+    @cached_property
+    def inner(self) -> np.ndarray:
+        return ~self.first_of_segment
+
+    @cached_property
+    def gap(self) -> np.ndarray:
+        return step(self.t)
+
+    @cached_property
+    def action_segments(self) -> Groups:
+        return Groups(self.acts.segment, self.n)
+
+    @cached_property
+    def gap_quantiles(self) -> tuple[np.ndarray, np.ndarray]:
+        """Quantiles of the gaps between events and of the mousemove sampling interval, one sort."""
+        sampled = self.inner & (self.code == int(c.EventType.MOVE)) & (previous(self.code, 0) == int(c.EventType.MOVE))
+        sampled &= self.gap <= self.config.pause_ms
+        return self.segments.quantiles(self.gap, QUANTILES, self.inner, subset=sampled) + (sampled,)
+
+
+def _kinematics(ch: _Chunk) -> dict[str, np.ndarray]:
+    """Speed, velocity components, acceleration, jerk, angular velocity and curvature of the steps."""
+    steps, segments = ch.steps, ch.segments
+    out = _stats("speed", steps.speed, segments, steps.timed, QUANTILES)
+    safe_dt = np.where(steps.timed, steps.dt, 1.0)
+    out["vx_mean"], out["vx_std"] = segments.moments(steps.dx / safe_dt, steps.timed)
+    out["vy_mean"], out["vy_std"] = segments.moments(steps.dy / safe_dt, steps.timed)
+    # Higher derivatives per event: mean and spread here; their per-action means get
+    # quantiles among the action features (sorting actions is far cheaper than sorting events).
+    out["accel_mean"], out["accel_std"] = segments.moments(np.abs(steps.accel), steps.accel_valid)
+    out["jerk_mean"], out["jerk_std"] = segments.moments(np.abs(steps.jerk), steps.jerk_valid)
+    out["angular_velocity_mean"], out["angular_velocity_std"] = segments.moments(
+        np.abs(steps.angular_velocity), steps.turn_valid & steps.timed)
+    out["curvature_mean"], out["curvature_std"] = segments.moments(np.abs(steps.curvature), steps.curvature_valid)
+    return out
+
+
+def _timing(ch: _Chunk, nbpoints: np.ndarray) -> dict[str, np.ndarray]:
+    """Gaps between consecutive events (ms), and the segment's duration and pace."""
+    gaps, _, _ = ch.gap_quantiles
+    mean = ch.segments.mean(ch.gap, ch.inner)
+    out = _described("event_gap_ms", mean, mean, gaps, QUANTILES, spread=False)
+    starts = ch.segments.starts
+    ends = np.r_[starts[1:], len(ch.t)] - 1
+    duration = ch.t[ends] - ch.t[starts]  # events are in time order within a segment
+    out["duration_s"] = duration / 1000.0
+    out["events_per_s"] = nbpoints / np.maximum(duration / 1000.0, 1e-3)
+    return out
+
+
+def _sampling(ch: _Chunk) -> dict[str, np.ndarray]:
+    """The browser's mousemove interval (gaps between consecutive moves up to ``pause_ms``) and
+    the share of repeated timestamps."""
+    _, intervals, sampled = ch.gap_quantiles
+    out = _described("move_interval_ms", *ch.segments.moments(ch.gap, sampled), intervals, QUANTILES)
+    out["duplicate_timestamp_ratio"] = ch.segments.mean(ch.gap == 0, ch.inner)
+    return out
+
+
+_ACTION_STATS = ("duration", "path_length", "straightness", "max_deviation", "mean_speed", "max_speed",
+                 "mean_abs_accel", "mean_abs_jerk", "mean_abs_angular_velocity", "mean_abs_curvature",
+                 "critical_points", "n_events")
+
+
+def _actions(ch: _Chunk) -> dict[str, np.ndarray]:
+    """What the actions are (kinds, directions) and how they are shaped, per segment."""
+    acts, groups = ch.acts, ch.action_segments
+    kind = acts.kind
+    n_actions = groups.count()
+    out = {"n_actions": n_actions}
+    for k, name in enumerate(ACTION_NAMES):
+        out[f"action_{name}_ratio"] = groups.count(kind == k) / n_actions
+    pointer = (kind == MOVE) | (kind == POINT_CLICK) | (kind == DRAG)
+    # Every action measure at once: one 2-D reduction and one sort for all of them.
+    table = np.column_stack([getattr(acts, name) for name in _ACTION_STATS]).astype(np.float64, copy=False)
+    means, spreads = groups.moments(table, pointer)
+    quantiles = groups.quantiles(table, _Q3, pointer)
+    for j, name in enumerate(_ACTION_STATS):
+        out.update(_described(f"action_{name}", means[:, j], spreads[:, j], quantiles[:, j], _Q3))
+    directed = pointer & (acts.direction >= 0)
+    n_directed = np.maximum(groups.count(directed), 1)
+    for sector in range(8):
+        out[f"direction_{sector}_ratio"] = groups.count(directed & (acts.direction == sector)) / n_directed
+    clicked = acts.pause_before_click >= 0
+    out.update(_stats("pause_before_click", acts.pause_before_click, groups, clicked, spread=False))
+    dwelled = acts.click_dwell >= 0
+    out["click_dwell_mean"] = groups.mean(acts.click_dwell, dwelled)
+    n_clicks = ch.segments.count(ch.code == int(c.EventType.CLICK))
+    out["click_release_ratio"] = groups.count(dwelled) / np.maximum(n_clicks, 1)
+    wheel = kind == WHEEL
+    out["wheel_run_mean"] = groups.mean(acts.n_events, wheel)
+    out["wheel_rate_mean"] = groups.mean(acts.wheel_rate, wheel)
+    return out
+
+
+def _idle_gaps(ch: _Chunk) -> dict[str, np.ndarray]:
+    """Idle time between consecutive actions of a segment (s)."""
+    acts, groups = ch.acts, ch.action_segments
+    follows = same_as_previous(acts.segment)
+    idle = np.r_[0.0, acts.t_start[1:] - acts.t_end[:-1]] / 1000.0
+    out = _stats("idle_log_s", np.log1p(np.maximum(idle, 0.0)), groups, follows, spread=False)
+    out["idle_max_log_s"] = np.log1p(groups.extreme(idle, follows))
+    out["long_pause_ratio"] = groups.mean(idle > ch.config.pause_ms / 1000.0, follows)
+    return out
+
+
+def _transitions(ch: _Chunk) -> dict[str, np.ndarray]:
+    """Share of consecutive event pairs (from, to) within a segment, per pair of event types."""
+    code = ch.code.astype(np.int64)
+    pair = (previous(code, 1) - 1) * 5 + (code - 1)
+    inner = ch.inner
+    n_pairs = np.maximum(ch.segments.count(inner), 1)
+    counts = np.bincount(ch.segment[inner] * 25 + pair[inner], minlength=ch.n * 25).reshape(ch.n, 25)
+    return {f"transition_{a}_{b}": counts[:, (a - 1) * 5 + (b - 1)] / n_pairs
+            for a in c.EVENT_CODES for b in c.EVENT_CODES}
+
+
+def _screen(ch: _Chunk) -> dict[str, np.ndarray]:
+    """Extent of the screen area used."""
+    out = {}
+    for name, v in (("x", ch.x), ("y", ch.y)):
+        hi, lo = ch.segments.extreme(v), ch.segments.extreme(v, largest=False)
+        out[f"{name}_max"], out[f"{name}_min"], out[f"{name}_range"] = hi, lo, hi - lo
+    return out
+
+
+def _fractional_coordinates(ch: _Chunk) -> dict[str, np.ndarray]:
+    """Share of events with a fractional coordinate (scaled displays report CSS pixels)."""
+    fractional = (ch.x != np.floor(ch.x)) | (ch.y != np.floor(ch.y))
+    return {"fractional_coordinate_ratio": ch.segments.mean(fractional)}
+
+
+def _pixel_grid(ch: _Chunk) -> dict[str, np.ndarray]:
+    """Share of x coordinates on the grid of each candidate device-pixel ratio.
+
+    A display with ratio r reports CSS pixels on a grid of 1/r device
+    pixels. An integer x is on every grid, so only fractional ones are
+    tested.
+    """
+    rows = np.flatnonzero(ch.x != np.floor(ch.x))
+    fraction = ch.x[rows] - np.floor(ch.x[rows])
+    off_grid = Groups(ch.segment[rows], ch.n)
+    n = ch.segments.count()
+    out = {}
+    for ratio in PIXEL_RATIOS:
+        scaled = fraction * ratio
+        off = np.abs(scaled - np.round(scaled)) >= 0.02
+        out[f"pixel_grid_{ratio:g}_ratio"] = (n - off_grid.count(off)) / n
+    return out
 
 
 def extract_features(
-    events: pd.DataFrame, config: FeatureConfig = FeatureConfig(), chunk_events: int = 100_000,
+    events: pd.DataFrame, config: FeatureConfig = FeatureConfig(), chunk_events: int = 200_000,
     threads: int | None = None,
 ) -> pd.DataFrame:
     """Behavioural features of every session (or window) of ``events``.
@@ -112,7 +309,9 @@ def extract_features(
         After the sort, whole sessions are grouped into chunks of about this
         many events, featurised independently (a session never spans two
         chunks, so the result does not depend on the chunking) on a thread
-        pool: numpy releases the GIL, and intermediate arrays stay small.
+        pool: numpy releases the GIL, and intermediate arrays stay small
+        (200,000 events: a few tens of MB per thread, and few enough Python
+        calls per event that two threads rarely wait for each other).
     threads:
         Worker threads (default: the number of CPUs).
 
@@ -149,102 +348,31 @@ def chunk_bounds(session: np.ndarray, chunk_events: int) -> np.ndarray:
 
 def _featurise(se: SegmentedEvents, config: FeatureConfig) -> pd.DataFrame:
     """Features of sorted events (one chunk of whole sessions)."""
-    segment, windows = _segments(se, config)
-    n = int(segment[-1]) + 1
-    first_of_segment = np.r_[True, segment[1:] != segment[:-1]]
-    # Epoch milliseconds are exact in float64 (below 2**53); codes as int64 for arithmetic.
-    x, y, t, code = se.x, se.y, se.t.astype(np.float64), se.code.astype(np.int64)
-
-    segments = Groups(segment, n)
-    out: dict[str, np.ndarray] = notebook_features(x, y, t, code, segments)
-
+    segment, windows, starts = _segments(se, config)
+    n = len(starts)
+    first_of_segment = np.zeros(se.n_events, dtype=bool)
+    first_of_segment[starts] = True
+    # Epoch milliseconds are exact in float64 (below 2**53); codes stay int8 (cheap comparisons).
+    x, y, t, code = se.x, se.y, se.t.astype(np.float64), se.code.astype(np.int8, copy=False)
+    segments = Groups(segment, n, starts)
     start = action_starts(code, t, first_of_segment, config.pause_ms)
-    action, acts, steps = measure_actions(x, y, t, code, segment, start)
+    _, acts, steps = measure_actions(x, y, t, code, segment, start)
+    ch = _Chunk(x=x, y=y, t=t, code=code, segment=segment, segments=segments,
+                first_of_segment=first_of_segment, config=config, acts=acts, steps=steps)
 
-    # Event-level kinematics.
-    timed = steps.timed
-    _stats(out, "speed", steps.speed, segments, timed, QUANTILES)
-    safe_dt = np.where(timed, steps.dt, 1.0)
-    out["vx_mean"], out["vx_std"] = segments.moments(steps.dx / safe_dt, timed)
-    out["vy_mean"], out["vy_std"] = segments.moments(steps.dy / safe_dt, timed)
-    # Higher derivatives per event: mean and spread here; their per-action means get
-    # quantiles below (sorting actions is far cheaper than sorting events).
-    out["accel_mean"], out["accel_std"] = segments.moments(np.abs(steps.accel), steps.accel_valid)
-    out["jerk_mean"], out["jerk_std"] = segments.moments(np.abs(steps.jerk), steps.jerk_valid)
-    out["angular_velocity_mean"], out["angular_velocity_std"] = segments.moments(
-        np.abs(steps.angular_velocity), steps.turn_valid & timed)
-    out["curvature_mean"], out["curvature_std"] = segments.moments(np.abs(steps.curvature), steps.curvature_valid)
+    out: dict[str, np.ndarray] = notebook_features(x, y, t, code, segments)
+    out.update(_kinematics(ch))
+    out.update(_timing(ch, out["nbpoints"]))
+    out.update(_sampling(ch))
+    out.update(_actions(ch))
+    out.update(_idle_gaps(ch))
+    out.update(_transitions(ch))
+    out.update(_screen(ch))
+    out.update(_fractional_coordinates(ch))
+    out.update(_pixel_grid(ch))
 
-    # Timing: gaps between consecutive events, and the mousemove sampling interval.
-    gap = np.r_[0.0, np.diff(t)]
-    inner = ~first_of_segment
-    _stats(out, "event_gap_ms", gap, segments, inner, QUANTILES, spread=False)
-    sampled = inner & (code == int(c.EventType.MOVE)) & (np.r_[0, code[:-1]] == int(c.EventType.MOVE))
-    _stats(out, "move_interval_ms", gap, segments, sampled & (gap <= config.pause_ms), QUANTILES)
-    out["duplicate_timestamp_ratio"] = segments.mean((gap == 0).astype(float), inner)
-    duration = segments.extreme(t) - segments.extreme(t, largest=False)
-    out["duration_s"] = duration / 1000.0
-    out["events_per_s"] = out["nbpoints"] / np.maximum(duration / 1000.0, 1e-3)
-
-    # Actions, aggregated per segment.
-    a_seg, kind = acts.segment, acts.kind
-    action_segments = Groups(a_seg, n)
-    n_actions = action_segments.count()
-    out["n_actions"] = n_actions
-    for k, name in enumerate(ACTION_NAMES):
-        out[f"action_{name}_ratio"] = action_segments.count(kind == k) / n_actions
-    pointer = (kind == MOVE) | (kind == POINT_CLICK) | (kind == DRAG)
-    for name in ("duration", "path_length", "straightness", "max_deviation", "mean_speed",
-                 "max_speed", "mean_abs_accel", "mean_abs_jerk", "mean_abs_angular_velocity",
-                 "mean_abs_curvature", "critical_points", "n_events"):
-        _stats(out, f"action_{name}", getattr(acts, name), action_segments, pointer)
-    directed = pointer & (acts.direction >= 0)
-    n_directed = np.maximum(action_segments.count(directed), 1)
-    for sector in range(8):
-        out[f"direction_{sector}_ratio"] = action_segments.count(directed & (acts.direction == sector)) / n_directed
-    clicked = acts.pause_before_click >= 0
-    _stats(out, "pause_before_click", acts.pause_before_click, action_segments, clicked, spread=False)
-    dwelled = acts.click_dwell >= 0
-    out["click_dwell_mean"] = action_segments.mean(acts.click_dwell, dwelled)
-    n_clicks = segments.count(code == int(c.EventType.CLICK))
-    out["click_release_ratio"] = action_segments.count(dwelled) / np.maximum(n_clicks, 1)
-    wheel = kind == WHEEL
-    out["wheel_run_mean"] = action_segments.mean(acts.n_events, wheel)
-    out["wheel_rate_mean"] = action_segments.mean(acts.wheel_rate, wheel)
-
-    # Idle gaps between consecutive actions of a segment (s).
-    follows = np.r_[False, a_seg[1:] == a_seg[:-1]]
-    idle = np.r_[0.0, acts.t_start[1:] - acts.t_end[:-1]] / 1000.0
-    _stats(out, "idle_log_s", np.log1p(np.maximum(idle, 0.0)), action_segments, follows, spread=False)
-    out["idle_max_log_s"] = np.log1p(action_segments.extreme(idle, follows))
-    out["long_pause_ratio"] = action_segments.mean((idle > config.pause_ms / 1000.0).astype(float), follows)
-
-    # Event-type transitions: share of consecutive pairs (from, to) within a segment.
-    pair = (np.r_[0, code[:-1]] - 1) * 5 + (code - 1)
-    n_pairs = np.maximum(segments.count(inner), 1)
-    counts = np.bincount(segment[inner] * 25 + pair[inner], minlength=n * 25).reshape(n, 25)
-    for a in c.EVENT_CODES:
-        for b in c.EVENT_CODES:
-            out[f"transition_{a}_{b}"] = counts[:, (a - 1) * 5 + (b - 1)] / n_pairs
-
-    # Extent of the screen used, and the display's coordinate grid.
-    for name, v in (("x", x), ("y", y)):
-        hi, lo = segments.extreme(v), segments.extreme(v, largest=False)
-        out[f"{name}_max"], out[f"{name}_min"], out[f"{name}_range"] = hi, lo, hi - lo
-    fraction_x = x - np.floor(x)
-    fractional = (fraction_x != 0) | (y != np.floor(y))
-    out["fractional_coordinate_ratio"] = segments.mean(fractional.astype(float))
-    # Scaled displays report CSS pixels on a grid of 1/ratio device pixels: the share of
-    # x coordinates on each candidate grid tells the device-pixel ratio.
-    for ratio in PIXEL_RATIOS:
-        scaled = fraction_x * ratio
-        on_grid = np.abs(scaled - np.round(scaled)) < 0.02
-        out[f"pixel_grid_{ratio:g}_ratio"] = segments.mean(on_grid.astype(float))
-
-    first_rows = np.flatnonzero(first_of_segment)
-    table = pd.DataFrame({c.SESSION_ID: se.session_ids[se.session[first_rows]], WINDOW: windows})
+    table = pd.DataFrame({c.SESSION_ID: se.session_ids[se.session[starts]], WINDOW: windows})
     if se.session_users is not None:
-        table[c.USER_ID] = se.session_users[se.session[first_rows]]
-    features = pd.DataFrame({k: np.asarray(v, dtype=np.float64) for k, v in out.items()})
-    table = pd.concat([table, features], axis=1)
-    return table
+        table[c.USER_ID] = se.session_users[se.session[starts]]
+    features = pd.DataFrame(np.column_stack(list(out.values())).astype(np.float64, copy=False), columns=list(out))
+    return pd.concat([table, features], axis=1)

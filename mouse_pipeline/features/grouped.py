@@ -31,25 +31,83 @@ def _float_from_bits(bits: np.ndarray) -> np.ndarray:
     return raw.view(np.float32).astype(np.float64)
 
 
+def previous(values: np.ndarray, fill) -> np.ndarray:
+    """``values`` shifted one row down: row i holds row i-1's value, row 0 holds ``fill``."""
+    out = np.empty_like(values)
+    if len(values):
+        out[0] = fill
+        out[1:] = values[:-1]
+    return out
+
+
+def following(values: np.ndarray, fill) -> np.ndarray:
+    """``values`` shifted one row up: row i holds row i+1's value, the last row holds ``fill``."""
+    out = np.empty_like(values)
+    if len(values):
+        out[-1] = fill
+        out[:-1] = values[1:]
+    return out
+
+
+def step(values: np.ndarray) -> np.ndarray:
+    """Difference from the previous row as float64 (0 for the first row); one allocation, one pass."""
+    out = np.empty(len(values), dtype=np.float64)
+    if len(values):
+        out[0] = 0.0
+        np.subtract(values[1:], values[:-1], out=out[1:])
+    return out
+
+
+def same_as_previous(ids: np.ndarray) -> np.ndarray:
+    """Boolean per row: does it have the previous row's id? (False for the first row.)"""
+    out = np.zeros(len(ids), dtype=bool)
+    if len(ids):
+        np.equal(ids[1:], ids[:-1], out=out[1:])
+    return out
+
+
+_LOW32 = np.uint64(0xFFFFFFFF)
+
+
+def _pick_quantiles(keys: np.ndarray, size: np.ndarray, qs: tuple[float, ...], out: np.ndarray,
+                    shift: int = 0) -> None:
+    """Fill ``out`` (groups x len(qs)) from sorted keys of group-major runs of ``size`` values.
+
+    The value bits of a key sit ``shift`` bits above its lowest bit.
+    """
+    present = size > 0
+    first = (np.cumsum(size) - size)[present]
+    size = size[present]
+    for j, q in enumerate(qs):  # one vectorised pass per quantile level, not per group
+        pos = q * (size - 1)
+        lo = np.floor(pos).astype(np.int64)
+        hi = np.minimum(lo + 1, size - 1)
+        frac = pos - lo
+        below = _float_from_bits((keys[first + lo] >> np.uint64(shift)) & _LOW32)  # decode only what is used
+        above = _float_from_bits((keys[first + hi] >> np.uint64(shift)) & _LOW32)
+        out[present, j] = below * (1 - frac) + above * frac
+
+
 class Groups:
     """Contiguous groups of rows: ``ids`` (non-decreasing ints) and their number ``n``.
 
     Group boundaries are found once, then shared by every reduction.
     """
 
-    def __init__(self, ids: np.ndarray, n: int):
+    def __init__(self, ids: np.ndarray, n: int, starts: np.ndarray | None = None):
+        """``starts`` (the first row of each group, when every group has rows) may be given when known."""
         self.ids = ids
         self.n = n
-        self.starts = np.searchsorted(ids, np.arange(n), side="left")
+        self.starts = np.searchsorted(ids, np.arange(n), side="left") if starts is None else starts
         self.sizes = np.diff(np.r_[self.starts, len(ids)])
         self.present = self.sizes > 0
         self._present_starts = self.starts[self.present]
         self._all_present = bool(self.present.all())
 
     def _reduce(self, ufunc: np.ufunc, values: np.ndarray, empty: float) -> np.ndarray:
-        if self._all_present:
+        if self._all_present and self.n:
             return ufunc.reduceat(values, self.starts).astype(np.float64, copy=False)
-        out = np.full(self.n, empty, dtype=np.float64)
+        out = np.full((self.n, *values.shape[1:]), empty, dtype=np.float64)
         if len(self._present_starts):
             out[self.present] = ufunc.reduceat(values, self._present_starts)
         return out
@@ -64,8 +122,14 @@ class Groups:
         return out
 
     def total(self, values: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
-        """Sum of (masked) values per group; 0 for an empty group."""
-        return self._reduce(np.add, values if mask is None else values * mask, 0.0)
+        """Sum of (masked) values per group; 0 for an empty group.
+
+        ``values`` may be 2-D (rows x columns, one mask for all columns): the
+        result is then groups x columns.
+        """
+        if mask is not None:
+            values = values * (mask if values.ndim == 1 else mask[:, None])
+        return self._reduce(np.add, values, 0.0)
 
     def mean(self, values: np.ndarray, mask: np.ndarray | None = None, fill: float = 0.0) -> np.ndarray:
         """Mean of (masked) values per group; ``fill`` for an empty group."""
@@ -81,11 +145,14 @@ class Groups:
         (two-pass), which stays accurate for values far from zero.
         """
         n = self.count(mask)
+        if values.ndim == 2:
+            n = n[:, None]
         has = n > 0
         safe_n = np.maximum(n, 1.0)
         m = self.total(values, mask) / safe_n
-        dev = values - np.repeat(m, self.sizes)
-        var = self.total(dev * dev, mask) / safe_n
+        dev = values - np.repeat(m, self.sizes, axis=0)
+        dev *= dev
+        var = self.total(dev, mask) / safe_n
         return np.where(has, m, fill), np.where(has, np.sqrt(np.maximum(var, 0.0)), fill)
 
     def extreme(
@@ -108,38 +175,52 @@ class Groups:
         return np.repeat(per_group, self.sizes)
 
     def quantiles(
-        self, values: np.ndarray, qs: tuple[float, ...], mask: np.ndarray | None = None, fill: float = 0.0
-    ) -> np.ndarray:
+        self, values: np.ndarray, qs: tuple[float, ...], mask: np.ndarray | None = None, fill: float = 0.0,
+        subset: np.ndarray | None = None,
+    ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
         """Quantiles per group with linear interpolation (numpy's default method).
 
         Values are ranked at float32 precision (about 7 significant digits):
         each (group, value) pair is packed into one uint64 key, so a single
-        ``np.sort`` (SIMD-accelerated, no permutation) orders every group at
-        once, many times faster than a two-key ``lexsort``. Results do not
-        depend on the other groups present.
+        ``np.sort`` (no permutation) orders every group at once, many times
+        faster than a two-key ``lexsort``. The sort is numpy's stable one
+        (radix/timsort), several times faster than its quicksort on such
+        group-major keys. Results do not depend on the other groups present.
 
-        Returns an array of shape ``(n, len(qs))``; ``fill`` for an empty group.
+        ``values`` may be 2-D (rows x columns, one mask for all columns): all
+        columns then share one sort. ``subset`` (1-D values only), a mask of
+        rows within ``mask``, asks for the quantiles of those rows too, from
+        the same sort: a flag bit below the value bits marks them, and in
+        sorted order they are already grouped and ranked.
+
+        Returns an array of shape ``(n, len(qs))`` (``(n, columns, len(qs))``
+        for 2-D values); ``fill`` for an empty group. With ``subset``, a pair:
+        the quantiles of the masked rows and those of the subset.
         """
-        out = np.full((self.n, len(qs)), fill, dtype=np.float64)
+        if self.n >= 2**31:
+            raise ValueError("too many groups for packed-key quantiles")
+        two_d = values.ndim == 2
+        columns = values.shape[1] if two_d else 1
+        out = np.full((self.n * columns, len(qs)), fill, dtype=np.float64)
         ids = self.ids if mask is None else self.ids[mask]
         if mask is not None:
             values = values[mask]
-        if len(values) == 0:
-            return out
-        if self.n >= 2**32:
-            raise ValueError("too many groups for packed-key quantiles")
-        keys = (ids.astype(np.uint64) << np.uint64(32)) | _sortable_bits(values).astype(np.uint64)
-        keys.sort()
         size = self.count(mask).astype(np.int64)
-        present = size > 0
-        first = (np.cumsum(size) - size)[present]
-        size = size[present]
-        for j, q in enumerate(qs):  # one vectorised pass per quantile level, not per group
-            pos = q * (size - 1)
-            lo = np.floor(pos).astype(np.int64)
-            hi = np.minimum(lo + 1, size - 1)
-            frac = pos - lo
-            below = _float_from_bits(keys[first + lo] & np.uint64(0xFFFFFFFF))  # decode only what is used
-            above = _float_from_bits(keys[first + hi] & np.uint64(0xFFFFFFFF))
-            out[present, j] = below * (1 - frac) + above * frac
-        return out
+        if two_d:  # column j's groups are numbered j*n .. j*n + n-1
+            ids = (ids[None, :] + (np.arange(columns) * self.n)[:, None]).ravel()
+            values = values.T.ravel()
+            size = np.tile(size, columns)
+        shift = 0 if subset is None else 1
+        keys = (ids.astype(np.uint64) << np.uint64(32 + shift)) | (_sortable_bits(values).astype(np.uint64)
+                                                                    << np.uint64(shift))
+        if subset is not None:
+            keys |= (subset if mask is None else subset[mask]).astype(np.uint64)
+        keys.sort(kind="stable")
+        _pick_quantiles(keys, size, qs, out, shift)
+        if two_d:
+            out = out.reshape(columns, self.n, len(qs)).transpose(1, 0, 2)
+        if subset is None:
+            return out
+        inner = np.full((self.n, len(qs)), fill, dtype=np.float64)
+        _pick_quantiles(keys[(keys & np.uint64(1)).astype(bool)], self.count(subset).astype(np.int64), qs, inner, 1)
+        return out, inner

@@ -33,7 +33,7 @@ from __future__ import annotations
 import numpy as np
 
 from mouse_pipeline.contract import EVENT_CODES, EventType
-from mouse_pipeline.features.grouped import Groups
+from mouse_pipeline.features.grouped import Groups, same_as_previous, step
 
 NOTEBOOK_FEATURES: tuple[str, ...] = (
     "center_x", "center_y", "center_click_x", "center_click_y", "first_x", "first_y",
@@ -47,12 +47,15 @@ def notebook_features(
 ) -> dict[str, np.ndarray]:
     """The 17 notebook features per segment (arrays sorted by segment, then time)."""
     n = segments.count()
+    # Events of each type per segment, in one pass (codes outside 1..5 land in bins 0 and 6).
+    per_type = np.bincount(segments.ids * 7 + np.clip(code, 0, 6), minlength=segments.n * 7).reshape(-1, 7)
     cx, cy = segments.mean(x), segments.mean(y)
     click = code == int(EventType.CLICK)
-    has_click = segments.count(click) > 0
+    has_click = per_type[:, int(EventType.CLICK)] > 0
 
     dx, dy = x - segments.broadcast(cx), y - segments.broadcast(cy)
-    var_x, var_y, cov = segments.mean(dx * dx), segments.mean(dy * dy), segments.mean(dx * dy)
+    dx2, dy2 = dx * dx, dy * dy
+    var_x, var_y, cov = segments.mean(dx2), segments.mean(dy2), segments.mean(dx * dy)
     scale = np.maximum(var_x + var_y, 1e-300)
     flat_x = var_x <= 1e-12 * scale
     slope = np.where(flat_x, 0.0, cov / np.where(flat_x, 1.0, var_x))
@@ -62,12 +65,12 @@ def notebook_features(
     large, small = half_trace + root, np.maximum(half_trace - root, 0.0)
     narrow = np.where(large > 0, small / np.where(large > 0, large, 1.0), 0.0)
 
-    moves = code == int(EventType.MOVE)
+    moves = np.flatnonzero(code == int(EventType.MOVE))
     move_segments = Groups(segments.ids[moves], segments.n)
-    t_moves = t[moves]
-    between = np.r_[False, move_segments.ids[1:] == move_segments.ids[:-1]]
-    gaps = np.r_[0.0, np.diff(t_moves)]
+    between = same_as_previous(move_segments.ids)
+    gaps = step(t[moves])
 
+    dx2 += dy2
     out = {
         "center_x": cx,
         "center_y": cy,
@@ -75,12 +78,12 @@ def notebook_features(
         "center_click_y": np.where(has_click, segments.mean(y, click), cy),
         "first_x": segments.first(x),
         "first_y": segments.first(y),
-        "radius": np.sqrt(segments.extreme(dx * dx + dy * dy)),
+        "radius": np.sqrt(segments.extreme(dx2)),
         "slope": slope,
         "narrow": narrow,
     }
     for k in EVENT_CODES:
-        out[f"ev{k}"] = segments.count(code == k) / n
+        out[f"ev{k}"] = per_type[:, k] / n
     out["stress"] = move_segments.extreme(gaps, between, largest=False)
     out["chill"] = move_segments.extreme(gaps, between)
     out["nbpoints"] = n

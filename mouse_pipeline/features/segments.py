@@ -20,7 +20,7 @@ from mouse_pipeline import contract as c
 
 @dataclass(frozen=True)
 class SegmentedEvents:
-    """Sorted event arrays plus the segment id of each event.
+    """Sorted event arrays plus the session of each event.
 
     Attributes
     ----------
@@ -30,8 +30,6 @@ class SegmentedEvents:
         feature code converts them chunk by chunk).
     session:
         Session number of each event (``0 .. n_sessions-1``, non-decreasing).
-    rank:
-        Position of each event within its session (0-based).
     session_ids:
         ``session_id`` of each session number.
     session_users:
@@ -43,7 +41,6 @@ class SegmentedEvents:
     y: np.ndarray
     code: np.ndarray
     session: np.ndarray
-    rank: np.ndarray
     session_ids: np.ndarray
     session_users: np.ndarray | None
 
@@ -55,15 +52,41 @@ class SegmentedEvents:
     def n_sessions(self) -> int:
         return len(self.session_ids)
 
+    @staticmethod
+    def first_rows(session: np.ndarray) -> np.ndarray:
+        """Row of the first event of each run of equal session numbers."""
+        if len(session) == 0:
+            return np.zeros(0, dtype=np.int64)
+        return np.r_[0, np.flatnonzero(session[1:] != session[:-1]) + 1]
+
+    def session_starts(self) -> np.ndarray:
+        """Row of the first event of each session."""
+        return self.first_rows(self.session)
+
+    def rank(self) -> np.ndarray:
+        """Position of each event within its session (0-based)."""
+        return np.arange(self.n_events, dtype=np.int64) - self.session_starts()[self.session]
+
     def slice(self, lo: int, hi: int) -> "SegmentedEvents":
         """Rows ``lo:hi`` (whole sessions), with sessions renumbered from 0."""
         first, last = int(self.session[lo]), int(self.session[hi - 1]) + 1
         return SegmentedEvents(
             t=self.t[lo:hi], x=self.x[lo:hi], y=self.y[lo:hi], code=self.code[lo:hi],
-            session=self.session[lo:hi] - first, rank=self.rank[lo:hi],
+            session=self.session[lo:hi] - first,
             session_ids=self.session_ids[first:last],
             session_users=None if self.session_users is None else self.session_users[first:last],
         )
+
+
+def arrow_text(column: pd.Series) -> pa.Array | pa.ChunkedArray:
+    """A text column as Arrow strings, without a copy for Arrow-backed columns; missing values are null."""
+    try:
+        array = pa.array(column.array, from_pandas=True)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):  # mixed objects: their text, as pandas writes it
+        array = pa.array(column.astype("str").array, from_pandas=True)
+    if not (pa.types.is_string(array.type) or pa.types.is_large_string(array.type)):
+        array = pc.cast(array, pa.string())
+    return array
 
 
 def session_codes(session_id: pd.Series) -> tuple[np.ndarray, np.ndarray]:
@@ -72,38 +95,87 @@ def session_codes(session_id: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     Rows grouped by session (as ingestion leaves them) are coded by comparing
     neighbours, a linear pass; otherwise by hashing (``pd.factorize``).
     """
-    arr = pa.array(session_id.array if hasattr(session_id, "array") else session_id, type=pa.string())
+    arr = arrow_text(session_id)
     n = len(arr)
     if n == 0:
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=str)
     starts = np.r_[True, pc.not_equal(arr[1:], arr[:-1]).to_numpy(zero_copy_only=False)]
     ids = np.asarray(arr.filter(pa.array(starts)).to_pylist(), dtype=object).astype(str)
     if len(np.unique(ids)) == len(ids):  # each session is one contiguous run
-        return np.cumsum(starts) - 1, ids
+        return np.cumsum(starts, dtype=np.int64) - 1, ids
     codes, uniques = pd.factorize(session_id, sort=False)
     return codes.astype(np.int64), np.asarray(uniques, dtype=object).astype(str)
 
 
-def sort_order(codes: np.ndarray, t: np.ndarray) -> np.ndarray | None:
-    """Stable order by (session code, timestamp); equal timestamps keep input order.
+def _in_order(codes: np.ndarray, t: np.ndarray, block: int = 1 << 20) -> bool:
+    """Are rows sorted by (code, t)? Checked in blocks, so that no temporary is larger than a block."""
+    for lo in range(0, len(codes) - 1, block):
+        hi = min(lo + block, len(codes) - 1)
+        before, after = codes[lo:hi], codes[lo + 1:hi + 1]
+        if not (after >= before).all() or not ((after > before) | (t[lo + 1:hi + 1] >= t[lo:hi])).all():
+            return False
+    return True
 
-    Returns None when the input is already in that order (as ingestion leaves
-    it), which costs one linear check. Otherwise both keys are packed into one
-    int64 when their ranges fit in 63 bits (one stable argsort), else a
-    two-key ``lexsort``.
+
+def stable_order(codes: np.ndarray, t: np.ndarray) -> np.ndarray | None:
+    """Stable order by (code, timestamp); equal keys keep input order.
+
+    ``codes`` are non-negative integers (session numbers or ranks) and ``t``
+    int64 timestamps, one per row. Returns None when the rows are already in
+    that order (one linear check). See :func:`sort_by_code_and_time`.
+    """
+    return sort_by_code_and_time(codes, t)[0]
+
+
+def sort_by_code_and_time(codes: np.ndarray, t: np.ndarray) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
+    """:func:`stable_order`, plus the codes and timestamps in that order: ``(order, codes, t)``.
+
+    When code, time offset and row number fit together in 64 bits (sessions x
+    time span x rows: 2**64 is a lot), they are packed into one uint64 key
+    and sorted with :func:`sort_uint64`: no permutation array to carry, the
+    row number comes back out of the key's low bits (and makes the order
+    stable), and the sorted codes and timestamps out of its other bits, with
+    no gather. Otherwise a two-key ``lexsort``. ``order`` is None when the
+    rows are already in order (``codes`` and ``t`` come back as given).
     """
     n = len(codes)
-    if n == 0:
-        return None
-    step_code = np.diff(codes)
-    if (step_code >= 0).all() and ((step_code > 0) | (np.diff(t) >= 0)).all():
-        return None
-    t_span = int(t.max() - t.min())
-    code_bits, t_bits = int(codes.max()).bit_length(), t_span.bit_length()
-    if code_bits + t_bits <= 63:
-        key = (codes.astype(np.int64) << t_bits) | (t - t.min())
-        return np.argsort(key, kind="stable")
-    return np.lexsort((t, codes))
+    if n == 0 or _in_order(codes, t):
+        return None, codes, t
+    t0 = int(t.min())
+    code_bits, t_bits, row_bits = int(codes.max()).bit_length(), (int(t.max()) - t0).bit_length(), (n - 1).bit_length()
+    if code_bits + t_bits + row_bits > 64:
+        order = np.lexsort((t, codes))
+        return order, codes[order], t[order]
+    key = codes.astype(np.uint64)
+    key <<= np.uint64(t_bits + row_bits)
+    offset = t - t0
+    offset = offset.view(np.uint64)
+    offset <<= np.uint64(row_bits)
+    key |= offset
+    del offset
+    key |= np.arange(n, dtype=np.uint64)
+    key = sort_uint64(key)
+    order = (key & np.uint64((1 << row_bits) - 1)).view(np.int64)
+    key >>= np.uint64(row_bits)
+    sorted_t = (key & np.uint64((1 << t_bits) - 1)).view(np.int64)
+    sorted_t += t0
+    key >>= np.uint64(t_bits)
+    return order, key.view(np.int64), sorted_t
+
+
+def sort_uint64(keys: np.ndarray) -> np.ndarray:
+    """A sorted copy of a uint64 array, about 1.5 times faster than ``np.sort`` on large arrays.
+
+    One stable pass on the top 16 bits in use (numpy sorts 16-bit integers
+    with a radix sort) buckets the keys; numpy's stable sort (timsort) then
+    finds ordered buckets, whose merges it gallops through.
+    """
+    if len(keys) < 1 << 16:
+        return np.sort(keys)
+    shift = max(int(keys.max()).bit_length() - 16, 0)
+    bucketed = keys[np.argsort((keys >> np.uint64(shift)).astype(np.uint16), kind="stable")]
+    bucketed.sort(kind="stable")
+    return bucketed
 
 
 def sort_events(events: pd.DataFrame) -> SegmentedEvents:
@@ -118,20 +190,17 @@ def sort_events(events: pd.DataFrame) -> SegmentedEvents:
         raise KeyError(f"events frame lacks column(s) {missing}")
     codes, session_ids = session_codes(events[c.SESSION_ID])
     t = events[c.TIMESTAMP].to_numpy(dtype=np.int64)
-    order = sort_order(codes, t)
+    order = stable_order(codes, t)
 
     def ordered(values: np.ndarray) -> np.ndarray:
         return values if order is None else values[order]
 
-    session = ordered(codes).astype(np.int64)
-    n = len(session)
-    starts = np.r_[0, np.flatnonzero(np.diff(session)) + 1] if n else np.zeros(0, np.int64)
-    sizes = np.diff(np.r_[starts, n])
-    rank = np.arange(n, dtype=np.int64) - np.repeat(starts, sizes)
+    session = ordered(codes).astype(np.int64, copy=False)
     users = None
     if c.USER_ID in events.columns:  # one lookup per session, not a copy of the column
-        first_rows = starts if order is None else order[starts]
-        column = pa.array(events[c.USER_ID].array, type=pa.string())
+        first_rows = SegmentedEvents.first_rows(session)
+        first_rows = first_rows if order is None else order[first_rows]
+        column = arrow_text(events[c.USER_ID])
         users = np.asarray(column.take(pa.array(first_rows)).to_pylist(), dtype=object).astype(str)
     return SegmentedEvents(
         t=ordered(t),
@@ -139,7 +208,6 @@ def sort_events(events: pd.DataFrame) -> SegmentedEvents:
         y=ordered(events[c.SCREEN_Y].to_numpy(dtype=np.float64)),
         code=ordered(events[c.EVENT_TYPE].to_numpy()),
         session=session,
-        rank=rank,
         session_ids=session_ids,
         session_users=users,
     )
