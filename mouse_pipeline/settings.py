@@ -66,6 +66,9 @@ class Settings:
                                  "(`local[2]`, `spark://host:7077`, ...)")
     min_balance_ratio: float = _setting("MOUSE_MIN_BALANCE_RATIO", 0.5, "`users_balanced` warns below this "
                                         "smallest/largest ratio")
+    max_grammar_deviation_share: float = _setting("MOUSE_MAX_GRAMMAR_DEVIATION_SHARE", 0.05, "`event_grammar` "
+                                                  "warns when more sessions than this share depart from the event "
+                                                  "grammar (as the log's dialect reads it)")
     tracking_uri: str = _setting(TRACKING_URI_ENV, "", "MLflow tracking server or store",
                                  "`sqlite:///$MOUSE_DATA_DIR/mlflow.db`")
     experiment: str = _setting("MOUSE_MLFLOW_EXPERIMENT", "mouse-pipeline", "MLflow experiment")

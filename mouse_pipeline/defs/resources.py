@@ -26,6 +26,7 @@ from mouse_pipeline.settings import DEFAULT_MODEL_NAME, TRACKING_URI_ENV, Settin
 from mouse_pipeline.simulate import TEST_FILE, TRAIN_FILE, simulate
 from mouse_pipeline.spark_engine import DEFAULT_MASTER, EVENTS_PER_GROUP, check_engine
 from mouse_pipeline.tracking import Champion, default_tracking_uri, load_champion, use_experiment
+from mouse_pipeline.validation import RuleSettings
 
 _DEFAULTS = Settings()
 #: Concurrency pool of every step that writes the data folder (see dagster_home/dagster.yaml: with run
@@ -189,10 +190,15 @@ class SparkResource(dg.ConfigurableResource):
 
 
 class ValidationLimitsResource(dg.ConfigurableResource):
-    """Limits of the validation checks on training events."""
+    """Limits of the validation checks on training events (see :class:`mouse_pipeline.validation.RuleSettings`)."""
 
     min_sessions_per_user: int = 2
     min_balance_ratio: float = _DEFAULTS.min_balance_ratio
+    max_grammar_deviation_share: float = _DEFAULTS.max_grammar_deviation_share
+
+    def rule_settings(self) -> RuleSettings:
+        return RuleSettings(min_sessions_per_user=self.min_sessions_per_user, min_balance_ratio=self.min_balance_ratio,
+                            max_deviating_share=self.max_grammar_deviation_share)
 
 
 class MlflowResource(dg.ConfigurableResource):
@@ -256,7 +262,8 @@ def build_resources(settings: Settings | None = None) -> dict[str, dg.Configurab
             window_size=s.window_size, window_unit=s.window_unit, pause_ms=s.pause_ms, engine=s.engine,
         ),
         "spark": SparkResource(master=s.spark_master),
-        "validation_limits": ValidationLimitsResource(min_balance_ratio=s.min_balance_ratio),
+        "validation_limits": ValidationLimitsResource(min_balance_ratio=s.min_balance_ratio,
+                                                      max_grammar_deviation_share=s.max_grammar_deviation_share),
         "mlflow_tracking": MlflowResource(
             # A URI from the environment stays there (dg.EnvVar): the UI shows the variable's name, never a
             # password it may hold.

@@ -1,7 +1,8 @@
 """The checks of labelled events, computed once from the events in memory and reported per check.
 
 Each :class:`EventRule` names a rule of :mod:`mouse_pipeline.validation`, its
-description and whether it blocks. :func:`rule_check_specs` declares them on
+description and whether it blocks; all rules of an asset are computed in one
+pass (:func:`mouse_pipeline.validation.event_rules`). :func:`rule_check_specs` declares them on
 an ingestion asset (``check_specs`` of the multi-asset, so the rules run on
 the frame just read, never reloading it), :func:`rule_check_results` reports
 them; the training-batch job reports the same rules with
@@ -9,7 +10,7 @@ them; the training-batch job reports the same rules with
 everything downstream.
 """
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import dagster as dg
@@ -22,33 +23,28 @@ from mouse_pipeline.defs.resources import ValidationLimitsResource
 
 @dataclass(frozen=True)
 class EventRule:
-    """One validation rule as a Dagster check: its name, what it says, whether it blocks, and how to run it."""
+    """One rule of :data:`mouse_pipeline.validation.EVENT_RULES` as a Dagster check: what it says and
+    whether it blocks (severity ERROR) or warns."""
 
     name: str
     description: str
     blocking: bool
-    evaluate: Callable[[pd.DataFrame, ValidationLimitsResource], validation.RuleResult]
 
     @property
     def severity(self) -> dg.AssetCheckSeverity:
         return dg.AssetCheckSeverity.ERROR if self.blocking else dg.AssetCheckSeverity.WARN
 
 
-ONE_USER_PER_SESSION = EventRule(
-    "one_user_per_session", "Every session belongs to exactly one user.", True,
-    lambda events, limits: validation.one_user_per_session(events))
-NO_NULLS = EventRule(
-    "no_nulls", "No missing or blank value in any column.", True,
-    lambda events, limits: validation.no_nulls(events))
+ONE_USER_PER_SESSION = EventRule("one_user_per_session", "Every session belongs to exactly one user.", True)
+NO_NULLS = EventRule("no_nulls", "No missing or blank value in any column.", True)
 ENOUGH_SESSIONS_PER_USER = EventRule(
-    "enough_sessions_per_user", "Every user has enough sessions to be cross-validated (at least 2).", True,
-    lambda events, limits: validation.enough_sessions_per_user(events, limits.min_sessions_per_user))
+    "enough_sessions_per_user", "Every user has enough sessions to be cross-validated (at least 2).", True)
 USERS_BALANCED = EventRule(
-    "users_balanced", "Sessions and events per user are balanced (smallest/largest >= min ratio); warns.", False,
-    lambda events, limits: validation.users_balanced(events, limits.min_balance_ratio))
+    "users_balanced", "Sessions and events per user are balanced (smallest/largest >= min ratio); warns.", False)
 EVENT_GRAMMAR = EventRule(
-    "event_grammar", "Counts clicks without release, drags without release and releases without press; warns.",
-    False, lambda events, limits: validation.grammar_deviations(events))
+    "event_grammar", "Warns when more than a share of sessions (default 5 %) depart from the event grammar as "
+    "the log's dialect reads it (a log that never records releases is its own dialect); the metadata says which "
+    "deviations occur and how often.", False)
 
 #: Rules of the whole training set; a training batch of a few sessions is judged by BATCH_RULES alone.
 TRAIN_RULES: tuple[EventRule, ...] = (ONE_USER_PER_SESSION, NO_NULLS, ENOUGH_SESSIONS_PER_USER, USERS_BALANCED,
@@ -71,8 +67,12 @@ def _metadata(result: validation.RuleResult) -> dict:
 
 def _evaluated(rules: tuple[EventRule, ...], events: pd.DataFrame,
                limits: ValidationLimitsResource) -> Iterator[tuple[EventRule, validation.RuleResult]]:
+    """Every rule of ``rules`` computed in one pass over the events (:func:`validation.event_rules`)."""
+    if not rules:
+        return
+    results = validation.event_rules(events, limits.rule_settings(), names=[rule.name for rule in rules])
     for rule in rules:
-        yield rule, rule.evaluate(events, limits)
+        yield rule, results[rule.name]
 
 
 def rule_check_results(context: dg.AssetExecutionContext, asset: str, rules: tuple[EventRule, ...],
