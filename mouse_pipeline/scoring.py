@@ -17,12 +17,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import mlflow
 import pandas as pd
 
 from mouse_pipeline.features import FeatureConfig, extract_features
 from mouse_pipeline.ingest import EventFileError, IngestResult, read_events
 from mouse_pipeline.prediction import label_test_rows, predict_sessions
+from mouse_pipeline.prefixes import action_counts
 from mouse_pipeline.tracking import Champion
+from mouse_pipeline.verification import UNKNOWN_MODE_PARAM, USER_OFFSETS_ARTIFACT, ScoringRule
 
 PREDICTED_ROWS_FILE = "Predicted_mouse.csv"
 SESSION_PREDICTIONS_FILE = "session_predictions.csv"
@@ -53,11 +56,22 @@ def features_for(champion: Champion, events: pd.DataFrame, features: pd.DataFram
     return extract_features(events, champion.feature_config)
 
 
+def champion_rule(champion: Champion) -> ScoringRule:
+    """The champion's scoring rule, from its run (the per-user offsets artifact in the per_user mode)."""
+    offsets = None
+    if champion.params.get(UNKNOWN_MODE_PARAM) == "per_user":
+        offsets = mlflow.artifacts.load_text(f"runs:/{champion.run_id}/{USER_OFFSETS_ARTIFACT}")
+    return ScoringRule.from_run(champion.metrics, champion.params, offsets)
+
+
 def score_events(champion: Champion, events: pd.DataFrame, features: pd.DataFrame | None = None,
                  features_config: FeatureConfig | None = None) -> Scored:
-    """Session predictions and labelled rows of unlabelled ``events`` (see :func:`features_for`)."""
+    """Session predictions and labelled rows of unlabelled ``events`` (see :func:`features_for`); the
+    ``verdict`` follows the champion's scoring rule (fusion and length-aware ``unknown`` thresholds)."""
     table = features_for(champion, events, features, features_config)
-    sessions = predict_sessions(champion.pipeline, table, champion.unknown_threshold)
+    rule = champion_rule(champion)
+    n_actions = action_counts(events, champion.feature_config.pause_ms) if rule.unknown_thresholds else None
+    sessions = predict_sessions(champion.pipeline, table, rule=rule, n_actions=n_actions)
     return Scored(sessions, label_test_rows(events, sessions), table, champion)
 
 
