@@ -605,6 +605,8 @@ def decision_curve_png(curve: list[CurvePoint], min_sessions: int = MIN_SESSIONS
                     fontsize=7, ha="center")
     if n:
         ax.set_xscale("log")
+        ax.set_xticks(n, [str(v) for v in n])
+        ax.minorticks_off()
     ax.set_ylim(0, 1)
     ax.set_xlabel("actions seen (first N of the session)")
     ax.set_ylabel("error rate (out of fold)")
