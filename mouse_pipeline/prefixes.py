@@ -30,9 +30,10 @@ PREFIX_SEPARATOR = "@"
 def action_ranks(se: SegmentedEvents, pause_ms: float) -> tuple[np.ndarray, np.ndarray]:
     """The 0-based rank, within its session, of the action each sorted event belongs to (one per event),
     and the number of actions of each session (one per session number); both int64."""
-    starts = action_starts(se.code.astype(np.int64), se.t.astype(np.float64), se.rank == 0, pause_ms)
+    session_start = np.r_[True, se.session[1:] != se.session[:-1]] if se.n_events else np.zeros(0, bool)
+    starts = action_starts(se.code.astype(np.int64), se.t.astype(np.float64), session_start, pause_ms)
     total = np.cumsum(starts)
-    first = np.flatnonzero(se.rank == 0)
+    first = np.flatnonzero(session_start)
     ranks = (total - total[first][se.session]).astype(np.int64)
     counts = np.diff(np.r_[total[first], total[-1] + 1]).astype(np.int64) if len(first) else np.zeros(0, np.int64)
     return ranks, counts
