@@ -111,13 +111,14 @@ def decide_claims(whole: pd.DataFrame, prefixes: dict[int, pd.DataFrame], n_acti
 
 def verify_events(champion: Champion, events: pd.DataFrame, claims: pd.DataFrame,
                   action_grid: Sequence[int] = DEFAULT_ACTION_COUNTS, features: pd.DataFrame | None = None,
-                  features_config=None) -> pd.DataFrame:
+                  features_config=None, rule: ScoringRule | None = None) -> pd.DataFrame:
     """Decisions on ``claims`` about unlabelled ``events`` by the champion (see :func:`decide_claims`).
 
     ``features`` / ``features_config``: a feature table of ``events`` already computed, used when its
-    settings are the champion's (:func:`mouse_pipeline.scoring.features_for`).
+    settings are the champion's (:func:`mouse_pipeline.scoring.features_for`); ``rule``: the champion's
+    scoring rule when already loaded (:func:`mouse_pipeline.scoring.champion_rule`).
     """
-    rule = champion_rule(champion)
+    rule = rule or champion_rule(champion)
     config = champion.feature_config
     table = features_for(champion, events, features, features_config)
     claimed = np.unique(claims[c.SESSION_ID].astype(str).to_numpy())
@@ -135,6 +136,7 @@ class VerifyResult:
     ingest: IngestResult
     decisions: pd.DataFrame
     champion: Champion
+    rule: ScoringRule
 
     def tables(self) -> dict[str, pd.DataFrame]:
         """The files to write: ``verification.csv`` and ``rejected_events.csv``."""
@@ -142,8 +144,7 @@ class VerifyResult:
 
     def info(self, **extra) -> dict:
         """The manifest: files, model, rule, counts."""
-        champion, d = self.champion, self.decisions
-        rule = champion_rule(champion)
+        champion, d, rule = self.champion, self.decisions, self.rule
         return {
             "source": Path(self.source_file).name, "claims": Path(self.claims_file).name,
             "model": champion.describe(), "model_name": champion.name, "model_version": champion.version,
@@ -180,5 +181,6 @@ def verify_file(events_path: str | Path, claims_path: str | Path, champion: Cham
     if ingest.events.empty:
         raise ValueError(f"{name}: no valid rows to score ({ingest.rows_rejected} rejected)")
     step(f"deciding {len(claims):,} claims on {ingest.rows_accepted:,} events")
-    decisions = verify_events(champion, ingest.events, claims, action_grid)
-    return VerifyResult(name, str(claims_path), ingest, decisions, champion)
+    rule = champion_rule(champion)
+    decisions = verify_events(champion, ingest.events, claims, action_grid, rule=rule)
+    return VerifyResult(name, str(claims_path), ingest, decisions, champion, rule)

@@ -13,11 +13,13 @@ from mlflow.tracking import MlflowClient
 from mouse_pipeline import contract as c
 from mouse_pipeline import tracking
 from mouse_pipeline.champion import DataIdentity
+from mouse_pipeline.claims import settled_at, verify_events
 from mouse_pipeline.cli import main as cli_main
 from mouse_pipeline.features import FeatureConfig, feature_columns
 from mouse_pipeline.fusion import FUSIONS
 from mouse_pipeline.outputs import read_manifest
 from mouse_pipeline.simulate import simulate
+from mouse_pipeline.tracking import Champion
 from mouse_pipeline_tests.test_calibration import calibrate, fit_all
 
 NAME = "verify-test-model"
@@ -87,6 +89,28 @@ def test_verify_decides_claims_and_keeps_bad_ones_with_the_reason(champion_store
     assert longer and all(first[col] == "" for col in longer)  # empty where the session is shorter
     manifest = read_manifest(tmp_path / "out")
     assert manifest["files"]["verification.csv"]["rows"] == 5 and manifest["fusion"] in FUSIONS
+
+
+def test_a_decision_settles_at_the_first_n_from_which_no_prefix_disagrees():
+    prefix = np.array([[0.1, 0.9, np.nan], [0.9, 0.1, 0.9], [0.9, 0.9, 0.9]])
+    got = settled_at(prefix, np.full(3, 0.5), np.array([True, True, False]), np.array([7.0, 30.0, 30.0]),
+                     np.array([1, 5, 10]))
+    assert list(got) == [5.0, 10.0, 30.0]  # the last: even the longest prefix disagrees, so the whole session
+
+
+def test_windowed_champion_scores_prefixes_with_its_own_windows():
+    data = simulate(users=4, sessions=4, test_sessions=3, actions_per_session=15, seed=10)
+    config = FeatureConfig(window_size=20)
+    report, features = calibrate(data.train, config)
+    champion = Champion("m", "1", "run", fit_all(features), report.metrics(), {**report.params()}, {}, config)
+    claims = data.truth.rename(columns={c.USER_ID: "claimed_user_id"})
+    grid = tuple(range(1, 40))
+    decisions = verify_events(champion, data.test, claims, action_grid=grid)
+    assert (decisions["problem"] == "").all() and decisions["accepted"].mean() > 0.5
+    for row in decisions.itertuples(index=False):
+        scores = np.array([getattr(row, f"score_{n}_actions") for n in grid])
+        assert np.isfinite(scores[: int(row.n_actions)]).all() and np.isnan(scores[int(row.n_actions):]).all()
+        assert scores[int(row.n_actions) - 1] == pytest.approx(row.score)  # the prefix of n actions: the session
 
 
 def test_verify_errors_are_one_line_and_exit_code_2(champion_store, tmp_path, capsys):
