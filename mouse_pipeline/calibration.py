@@ -482,13 +482,30 @@ def _per_user_curve(curve: list[CurvePoint], scores_by_point: list[pd.DataFrame]
     return out
 
 
+def calibrate_unknown(fusion: str, curve: list[CurvePoint], scores_by_point: list[pd.DataFrame], whole: pd.DataFrame,
+                      truth: pd.Series, folds: pd.Series, lengths: pd.Series, groups: list[OpenSetScores],
+                      target_far: float, unknown_target: float, mode: str,
+                      min_sessions: int) -> tuple[ScoringRule, UnknownCalibration]:
+    """The scoring rule of ``mode`` and the ``unknown`` calibration of every mode: false-unknown rate on the
+    out-of-fold whole sessions (per_user: offsets cross-fitted over folds), detection on ``groups``."""
+    rules, rows = {}, []
+    offsets = user_offsets(_genuine_scores(whole, truth), truth.loc[whole.index])
+    for name in UNKNOWN_MODES:
+        mode_curve = curve if name == "global" else _per_user_curve(curve, scores_by_point, offsets, unknown_target)
+        held_out = cross_fitted_offsets(whole, truth, folds) if name == "per_user" else None
+        rules[name] = with_shifts(length_profile_rule(fusion, mode_curve, name, offsets, min_sessions), whole, truth,
+                                  lengths, target_far, unknown_target, held_out)
+        rows.append({"mode": name, "false_rate": unknown_rate(whole, lengths, rules[name], held_out),
+                     "detection_rate": detection_rate(rules[name], groups, lengths, unknown_target)})
+    return rules[mode], UnknownCalibration(mode, unknown_target, len(groups), pd.DataFrame(rows).set_index("mode"))
+
+
 def calibrate_verification(
     events: pd.DataFrame, config: FeatureConfig, columns: Sequence[str], build: Callable[[], object],
     folds: pd.Series, *, target_far: float = 0.01, unknown_target: float = 0.05, unknown_mode: str = "global",
     action_grid: Sequence[int] = DEFAULT_ACTION_COUNTS, unknown_groups: int = 5, open_set_folds: int = 3,
-    n_resamples: int = 1000,
-    seed: int = 0, n_jobs: int = 1, min_sessions: int = MIN_SESSIONS, fusions: Sequence[str] = tuple(FUSIONS),
-    features: pd.DataFrame | None = None,
+    n_resamples: int = 1000, seed: int = 0, n_jobs: int = 1, min_sessions: int = MIN_SESSIONS,
+    fusions: Sequence[str] = tuple(FUSIONS), features: pd.DataFrame | None = None,
 ) -> VerificationReport:
     """Calibrate and measure verification out of fold (see the module docstring).
 
@@ -551,19 +568,10 @@ def calibrate_verification(
     lengths = action_counts(events, config.pause_ms)
     groups = open_set_scores(table, columns, build, models.folds, fusion, unknown_groups, open_set_folds, seed, n_jobs)
     clock.lap("unknown_users")
-    rules, rows = {}, []
-    offsets = user_offsets(_genuine_scores(whole, truth), truth.loc[whole.index])
-    for mode in UNKNOWN_MODES:
-        mode_curve = curve if mode == "global" else _per_user_curve(curve, scores_by_point, offsets, unknown_target)
-        held_out_offsets = cross_fitted_offsets(whole, truth, models.folds) if mode == "per_user" else None
-        rules[mode] = with_shifts(length_profile_rule(fusion, mode_curve, mode, offsets, min_sessions), whole, truth,
-                                  lengths, target_far, unknown_target, held_out_offsets)
-        rows.append({"mode": mode, "false_rate": unknown_rate(whole, lengths, rules[mode], held_out_offsets),
-                     "detection_rate": detection_rate(rules[mode], groups, lengths, unknown_target)})
-    unknown = UnknownCalibration(unknown_mode, unknown_target, len(groups), pd.DataFrame(rows).set_index("mode"))
+    rule, unknown = calibrate_unknown(fusion, curve, scores_by_point, whole, truth, models.folds, lengths, groups,
+                                      target_far, unknown_target, unknown_mode, min_sessions)
     clock.lap("unknown_calibration")
 
-    rule = rules[unknown_mode]
     report = VerificationReport(fusion, fusion_table, rates, rule_error_rates(rule, whole, truth, lengths), curve,
                                 intervals, users, gini(users["eer"].to_numpy()), unknown, rule, min_sessions,
                                 seconds=clock.seconds)

@@ -130,6 +130,19 @@ def test_the_rule_travels_through_mlflow_metrics_and_params(realistic):
     assert legacy == ScoringRule(verification_threshold=0.4, unknown_threshold=0.2)
 
 
+def test_per_user_unknown_thresholds_are_an_option_measured_like_the_global_one(realistic):
+    data, report, _ = realistic
+    assert list(report.unknown.rates.index) == ["global", "per_user"]
+    per_user, _ = calibrate(data.train, unknown_mode="per_user")
+    assert per_user.unknown.mode == "per_user" and per_user.rule.user_offsets
+    assert per_user.unknown.rates.equals(report.unknown.rates)  # both modes measured either way
+    assert per_user.metrics()["unknown_false_rate"] == per_user.metrics()["unknown_false_per_user"]
+    again = ScoringRule.from_run(per_user.metrics(), per_user.params(), per_user.rule.offsets_json())
+    assert again == per_user.rule
+    with pytest.raises(ValueError, match="unknown_mode"):
+        calibrate(data.train, unknown_mode="per_session")
+
+
 def test_report_metrics_are_the_mlflow_names(realistic):
     _, report, _ = realistic
     metrics = report.metrics()
