@@ -22,10 +22,10 @@ import pandas as pd
 
 from mouse_pipeline import contract as c
 from mouse_pipeline.fusion import fuse
-from mouse_pipeline.ingest import EventFileError, IngestResult, read_events
+from mouse_pipeline.ingest import IngestResult
 from mouse_pipeline.prediction import window_probabilities
 from mouse_pipeline.prefixes import DEFAULT_ACTION_COUNTS, action_counts, prefix_scores
-from mouse_pipeline.scoring import REJECTED_FILE, champion_rule, features_for, relabel
+from mouse_pipeline.scoring import REJECTED_FILE, champion_rule, features_for, read_unlabelled
 from mouse_pipeline.tracking import Champion
 from mouse_pipeline.verification import ScoringRule, lookup_scores, verify_claims
 
@@ -172,14 +172,7 @@ def verify_file(events_path: str | Path, claims_path: str | Path, champion: Cham
     name = source_name or str(events_path)
     step(f"reading {name} and {claims_path}")
     claims = read_claims(claims_path)
-    try:
-        ingest = read_events(events_path, labelled=False)
-    except EventFileError as exc:
-        raise EventFileError(str(exc).replace(str(events_path), name)) from exc
-    if source_name:
-        ingest = relabel(ingest, source_name)
-    if ingest.events.empty:
-        raise ValueError(f"{name}: no valid rows to score ({ingest.rows_rejected} rejected)")
+    ingest = read_unlabelled(events_path, name, source_name)
     step(f"deciding {len(claims):,} claims on {ingest.rows_accepted:,} events")
     rule = champion_rule(champion)
     decisions = verify_events(champion, ingest.events, claims, action_grid, rule=rule)

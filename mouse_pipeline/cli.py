@@ -32,13 +32,21 @@ def _settings_for(args: argparse.Namespace, settings: Settings) -> Settings:
     return settings.with_overrides(data_dir=args.data_dir, tracking_uri=args.tracking_uri, model_name=args.model_name)
 
 
-def _with_champion(args: argparse.Namespace, settings: Settings, desc: str, work):
-    """Load the champion and run ``work(champion, progress)`` under a progress bar; a bad file, store or
-    champion is one line on stderr and exit code 2 (returned as an int instead of the result)."""
+def _with_champion(args: argparse.Namespace, settings: Settings, desc: str, folder: str, compute):
+    """Load the champion, run ``compute(champion, progress)`` under a progress bar and write the result's
+    files (``tables()``, ``info()``) into ``--out`` (default ``DATA_DIR/predictions/<folder>/<file stem>``).
+
+    Returns (result, output folder), or the exit code 2 after one line on stderr for a bad file, store or
+    champion.
+    """
     from tqdm import tqdm
 
+    from mouse_pipeline.outputs import write_result_files
+    from mouse_pipeline.scoring import output_name
     from mouse_pipeline.tracking import load_champion
 
+    settings = _settings_for(args, settings)
+    out = Path(args.out) if args.out else settings.root / "predictions" / folder / output_name(args.file)
     with tqdm(total=STEPS, desc=desc, unit="step", file=sys.stderr, disable=args.quiet) as bar:
 
         def progress(message: str) -> None:
@@ -47,29 +55,30 @@ def _with_champion(args: argparse.Namespace, settings: Settings, desc: str, work
 
         try:
             progress("loading the champion model")
-            return work(load_champion(settings.mlflow_uri, settings.model_name), progress)
+            result = compute(load_champion(settings.mlflow_uri, settings.model_name), progress)
+            write_result_files(out, result.tables(), result.info(), escape=settings.escape_csv_formulas)
+            progress(f"wrote the files to {out}")
         except (EventFileError, LookupError, ValueError) as exc:
             bar.close()
             print(f"error: {exc}", file=sys.stderr)
             return 2
+    return result, out
+
+
+def _written(result, out: Path) -> str:
+    from mouse_pipeline.outputs import MANIFEST
+
+    return f"written: {', '.join(str(out / name) for name in [*result.tables(), MANIFEST])}"
 
 
 def _score(args: argparse.Namespace, settings: Settings) -> int:
-    from mouse_pipeline.outputs import MANIFEST, write_result_files
-    from mouse_pipeline.scoring import output_name, score_file
+    from mouse_pipeline.scoring import score_file
 
-    settings = _settings_for(args, settings)
-    out = Path(args.out) if args.out else settings.root / "predictions" / "scored" / output_name(args.file)
-
-    def work(champion, progress):
-        result = score_file(args.file, champion, progress)
-        write_result_files(out, result.tables(), result.info(), escape=settings.escape_csv_formulas)
-        progress(f"wrote predictions to {out}")
-        return result
-
-    result = _with_champion(args, settings, "scoring", work)
-    if isinstance(result, int):
-        return result
+    done = _with_champion(args, settings, "scoring", "scored", lambda champion, progress: score_file(
+        args.file, champion, progress))
+    if isinstance(done, int):
+        return done
+    result, out = done
     sessions = result.sessions
     low = int((sessions["probability"] < args.low_confidence).sum())
     print(f"{result.ingest.rows_accepted:,} rows accepted, {result.ingest.rows_rejected:,} rejected; "
@@ -78,27 +87,18 @@ def _score(args: argparse.Namespace, settings: Settings) -> int:
     with_runner_up = sessions.assign(probability=sessions["probability"].round(3),
                                      runner_up_probability=sessions["runner_up_probability"].round(3))
     print(with_runner_up.to_string(index=False))
-    print(f"written: {', '.join(str(out / name) for name in [*result.tables(), MANIFEST])}")
+    print(_written(result, out))
     return 0
 
 
 def _verify(args: argparse.Namespace, settings: Settings) -> int:
     from mouse_pipeline.claims import verify_file
-    from mouse_pipeline.outputs import MANIFEST, write_result_files
-    from mouse_pipeline.scoring import output_name
 
-    settings = _settings_for(args, settings)
-    out = Path(args.out) if args.out else settings.root / "predictions" / "verified" / output_name(args.file)
-
-    def work(champion, progress):
-        result = verify_file(args.file, args.claims, champion, progress)
-        write_result_files(out, result.tables(), result.info(), escape=settings.escape_csv_formulas)
-        progress(f"wrote decisions to {out}")
-        return result
-
-    result = _with_champion(args, settings, "verifying", work)
-    if isinstance(result, int):
-        return result
+    done = _with_champion(args, settings, "verifying", "verified", lambda champion, progress: verify_file(
+        args.file, args.claims, champion, progress))
+    if isinstance(done, int):
+        return done
+    result, out = done
     d = result.decisions
     print(f"{result.ingest.rows_accepted:,} rows accepted, {result.ingest.rows_rejected:,} rejected; {len(d)} claims "
           f"decided with {result.champion.describe()}: {int(d['accepted'].sum())} accepted, "
@@ -106,7 +106,7 @@ def _verify(args: argparse.Namespace, settings: Settings) -> int:
     shown = ["session_id", "claimed_user_id", "n_actions", "score", "threshold", "accepted", "decided_at_actions",
              "problem"]
     print(d[shown].round({"score": 3, "threshold": 3}).to_string(index=False))
-    print(f"written: {', '.join(str(out / name) for name in [*result.tables(), MANIFEST])}")
+    print(_written(result, out))
     return 0
 
 

@@ -136,6 +136,22 @@ def relabel(result: IngestResult, source_name: str) -> IngestResult:
     return replace(result, source_file=source_name, rejected=result.rejected.assign(source_file=source_name))
 
 
+def read_unlabelled(path: str | Path, name: str, source_name: str | None = None) -> IngestResult:
+    """Validate an unlabelled events CSV; errors and rejected rows name the file ``name``.
+
+    Raises EventFileError when the file cannot be used at all, ValueError when no row is valid.
+    """
+    try:
+        ingest = read_events(path, labelled=False)
+    except EventFileError as exc:
+        raise EventFileError(str(exc).replace(str(path), name)) from exc
+    if source_name:
+        ingest = relabel(ingest, source_name)
+    if ingest.events.empty:
+        raise ValueError(f"{name}: no valid rows to score ({ingest.rows_rejected} rejected)")
+    return ingest
+
+
 def score_file(path: str | Path, champion: Champion, progress: Callable[[str], None] | None = None,
                source_name: str | None = None) -> ScoringResult:
     """Validate, featurise and predict one unlabelled events CSV with ``champion`` (nothing is written:
@@ -152,13 +168,6 @@ def score_file(path: str | Path, champion: Champion, progress: Callable[[str], N
     step = progress or (lambda _message: None)
     name = source_name or str(path)
     step(f"reading {name}")
-    try:
-        ingest = read_events(path, labelled=False)
-    except EventFileError as exc:
-        raise EventFileError(str(exc).replace(str(path), name)) from exc
-    if source_name:
-        ingest = relabel(ingest, source_name)
-    if ingest.events.empty:
-        raise ValueError(f"{name}: no valid rows to score ({ingest.rows_rejected} rejected)")
+    ingest = read_unlabelled(path, name, source_name)
     step(f"featurising and predicting {ingest.rows_accepted:,} events")
     return ScoringResult(name, ingest, score_events(champion, ingest.events))
