@@ -3,11 +3,14 @@
 Usage::
 
     mouse-pipeline score FILE.csv [--out DIR] [--data-dir DIR] [--tracking-uri URI]
+    mouse-pipeline verify FILE.csv --claims CLAIMS.csv [--out DIR] [--data-dir DIR] [--tracking-uri URI]
     mouse-pipeline features INPUT [INPUT ...] --out FEATURES.parquet [--engine pandas|spark] [--master URL]
 
 Defaults come from the pipeline's settings (:mod:`mouse_pipeline.settings`):
 the tracking URI is ``MLFLOW_TRACKING_URI``, else the SQLite store in
-``MOUSE_DATA_DIR`` (``./data``), as for the pipeline itself. ``features``
+``MOUSE_DATA_DIR`` (``./data``), as for the pipeline itself. ``verify``
+decides claims with the champion (verdict, score after the first N actions,
+and when the decision settled: :mod:`mouse_pipeline.claims`). ``features``
 runs either engine on CSV or Parquet event files; with ``--engine spark`` it
 is what a cluster job (``spark-submit``) calls.
 """
@@ -25,17 +28,26 @@ from mouse_pipeline.settings import DEFAULT_LOW_CONFIDENCE, Settings
 STEPS = 4
 
 
-def _score(args: argparse.Namespace, settings: Settings) -> int:
+def _settings_for(args: argparse.Namespace, settings: Settings) -> Settings:
+    return settings.with_overrides(data_dir=args.data_dir, tracking_uri=args.tracking_uri, model_name=args.model_name)
+
+
+def _with_champion(args: argparse.Namespace, settings: Settings, desc: str, folder: str, compute):
+    """Load the champion, run ``compute(champion, progress)`` under a progress bar and write the result's
+    files (``tables()``, ``info()``) into ``--out`` (default ``DATA_DIR/predictions/<folder>/<file stem>``).
+
+    Returns (result, output folder), or the exit code 2 after one line on stderr for a bad file, store or
+    champion.
+    """
     from tqdm import tqdm
 
-    from mouse_pipeline.outputs import MANIFEST, write_result_files
-    from mouse_pipeline.scoring import output_name, score_file
+    from mouse_pipeline.outputs import write_result_files
+    from mouse_pipeline.scoring import output_name
     from mouse_pipeline.tracking import load_champion
 
-    settings = settings.with_overrides(data_dir=args.data_dir, tracking_uri=args.tracking_uri,
-                                       model_name=args.model_name)
-    out = Path(args.out) if args.out else settings.root / "predictions" / "scored" / output_name(args.file)
-    with tqdm(total=STEPS, desc="scoring", unit="step", file=sys.stderr, disable=args.quiet) as bar:
+    settings = _settings_for(args, settings)
+    out = Path(args.out) if args.out else settings.root / "predictions" / folder / output_name(args.file)
+    with tqdm(total=STEPS, desc=desc, unit="step", file=sys.stderr, disable=args.quiet) as bar:
 
         def progress(message: str) -> None:
             bar.set_postfix_str(message[:60])
@@ -43,14 +55,30 @@ def _score(args: argparse.Namespace, settings: Settings) -> int:
 
         try:
             progress("loading the champion model")
-            champion = load_champion(settings.mlflow_uri, settings.model_name)
-            result = score_file(args.file, champion, progress)
+            result = compute(load_champion(settings.mlflow_uri, settings.model_name), progress)
             write_result_files(out, result.tables(), result.info(), escape=settings.escape_csv_formulas)
-            progress(f"wrote predictions to {out}")
+            progress(f"wrote the files to {out}")
         except (EventFileError, LookupError, ValueError) as exc:
             bar.close()
             print(f"error: {exc}", file=sys.stderr)
             return 2
+    return result, out
+
+
+def _written(result, out: Path) -> str:
+    from mouse_pipeline.outputs import MANIFEST
+
+    return f"written: {', '.join(str(out / name) for name in [*result.tables(), MANIFEST])}"
+
+
+def _score(args: argparse.Namespace, settings: Settings) -> int:
+    from mouse_pipeline.scoring import score_file
+
+    done = _with_champion(args, settings, "scoring", "scored", lambda champion, progress: score_file(
+        args.file, champion, progress))
+    if isinstance(done, int):
+        return done
+    result, out = done
     sessions = result.sessions
     low = int((sessions["probability"] < args.low_confidence).sum())
     print(f"{result.ingest.rows_accepted:,} rows accepted, {result.ingest.rows_rejected:,} rejected; "
@@ -59,7 +87,26 @@ def _score(args: argparse.Namespace, settings: Settings) -> int:
     with_runner_up = sessions.assign(probability=sessions["probability"].round(3),
                                      runner_up_probability=sessions["runner_up_probability"].round(3))
     print(with_runner_up.to_string(index=False))
-    print(f"written: {', '.join(str(out / name) for name in [*result.tables(), MANIFEST])}")
+    print(_written(result, out))
+    return 0
+
+
+def _verify(args: argparse.Namespace, settings: Settings) -> int:
+    from mouse_pipeline.claims import verify_file
+
+    done = _with_champion(args, settings, "verifying", "verified", lambda champion, progress: verify_file(
+        args.file, args.claims, champion, progress))
+    if isinstance(done, int):
+        return done
+    result, out = done
+    d = result.decisions
+    print(f"{result.ingest.rows_accepted:,} rows accepted, {result.ingest.rows_rejected:,} rejected; {len(d)} claims "
+          f"decided with {result.champion.describe()}: {int(d['accepted'].sum())} accepted, "
+          f"{int((~d['accepted']).sum())} rejected, {int((d['problem'] != '').sum())} with a problem")
+    shown = ["session_id", "claimed_user_id", "n_actions", "score", "threshold", "accepted", "decided_at_actions",
+             "problem"]
+    print(d[shown].round({"score": 3, "threshold": 3}).to_string(index=False))
+    print(_written(result, out))
     return 0
 
 
@@ -121,14 +168,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="mouse-pipeline", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
     score = commands.add_parser("score", help="predict the user of every session of an events CSV")
-    score.add_argument("file", help="unlabelled events CSV (uid, session_id, timestamp, event_type, ...)")
-    score.add_argument("--out", help="output folder (default: DATA_DIR/predictions/scored/<file stem>)")
-    score.add_argument("--data-dir", help="data folder (default: MOUSE_DATA_DIR or ./data)")
-    score.add_argument("--tracking-uri", help="MLflow tracking URI (default: MLFLOW_TRACKING_URI, else the data "
-                                              "folder's store)")
-    score.add_argument("--model-name", help=f"registered model (default: MOUSE_MODEL_NAME or {settings.model_name})")
+    _champion_arguments(score, settings, "scored")
     score.add_argument("--low-confidence", type=float, default=DEFAULT_LOW_CONFIDENCE)
-    score.add_argument("--quiet", action="store_true", help="no progress bar")
+    verify = commands.add_parser("verify", help="decide claims (session_id, claimed_user_id) about an events CSV")
+    _champion_arguments(verify, settings, "verified")
+    verify.add_argument("--claims", required=True, help="claims CSV: session_id, claimed_user_id")
     feats = commands.add_parser("features", help="features of event files (CSV or Parquet) into a Parquet file")
     feats.add_argument("inputs", nargs="+", help="event files: *.csv or *.parquet (local or any path Spark reads)")
     feats.add_argument("--out", required=True, help="output: a Parquet file (pandas) or folder (spark)")
@@ -138,7 +182,19 @@ def main(argv: list[str] | None = None) -> int:
     feats.add_argument("--window-unit", choices=["events", "actions"], default=features.window_unit)
     feats.add_argument("--pause-ms", type=float, default=features.pause_ms)
     args = parser.parse_args(argv)
-    return _score(args, settings) if args.command == "score" else _features(args, settings)
+    return {"score": _score, "verify": _verify, "features": _features}[args.command](args, settings)
+
+
+def _champion_arguments(command: argparse.ArgumentParser, settings: Settings, folder: str) -> None:
+    """The arguments of a command that scores a file with the champion."""
+    command.add_argument("file", help="unlabelled events CSV (uid, session_id, timestamp, event_type, ...)")
+    command.add_argument("--out", help=f"output folder (default: DATA_DIR/predictions/{folder}/<file stem>)")
+    command.add_argument("--data-dir", help="data folder (default: MOUSE_DATA_DIR or ./data)")
+    command.add_argument("--tracking-uri", help="MLflow tracking URI (default: MLFLOW_TRACKING_URI, else the data "
+                                                "folder's store)")
+    command.add_argument("--model-name",
+                         help=f"registered model (default: MOUSE_MODEL_NAME or {settings.model_name})")
+    command.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 if __name__ == "__main__":

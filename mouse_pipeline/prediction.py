@@ -7,8 +7,8 @@ import pandas as pd
 
 from mouse_pipeline import contract as c
 from mouse_pipeline.evaluation import session_probabilities
-from mouse_pipeline.verification import UNKNOWN, open_set_verdicts  # noqa: F401 (UNKNOWN re-exported)
-
+from mouse_pipeline.fusion import fuse
+from mouse_pipeline.verification import UNKNOWN, ScoringRule, open_set_decisions  # noqa: F401 (UNKNOWN re-exported)
 
 
 def model_inputs(model, features: pd.DataFrame) -> pd.DataFrame:
@@ -23,24 +23,38 @@ def model_inputs(model, features: pd.DataFrame) -> pd.DataFrame:
     return features[expected]
 
 
-def session_probabilities_of(model, features: pd.DataFrame) -> pd.DataFrame:
-    """Class probabilities per session (windows averaged): index session id, a column per user."""
-    proba = model.predict_proba(model_inputs(model, features))
+def window_probabilities(model, features: pd.DataFrame) -> np.ndarray:
+    """The fitted model's probabilities of every row of a feature table (n_rows x n_classes)."""
+    return model.predict_proba(model_inputs(model, features))
+
+
+def session_probabilities_of(model, features: pd.DataFrame, proba: np.ndarray | None = None) -> pd.DataFrame:
+    """Class probabilities per session (windows averaged): index session id, a column per user.
+
+    ``proba``: the model's window probabilities of ``features`` when already computed.
+    """
+    if proba is None:
+        proba = window_probabilities(model, features)
     table = session_probabilities(proba, model.classes_, features[c.SESSION_ID].to_numpy())
     table.columns = np.asarray(table.columns).astype(str)
     return table
 
 
-def predict_sessions(model, features: pd.DataFrame, unknown_below: float | None = None) -> pd.DataFrame:
+def predict_sessions(model, features: pd.DataFrame, unknown_below: float | None = None,
+                     rule: ScoringRule | None = None, n_actions: pd.Series | None = None) -> pd.DataFrame:
     """Most probable user and runner-up of each session, windows averaged.
 
     ``features`` is a feature table (one row per window); ``model`` a fitted
     classifier with ``predict_proba``, ``classes_`` and ``feature_names_in_``.
-    With ``unknown_below``, the ``verdict`` column says ``unknown`` for a
-    session whose best probability is below it (open-set identification),
-    else the predicted user.
+    With a ``rule`` that has an ``unknown`` threshold, the ``verdict`` column
+    gives the open-set verdict (:func:`mouse_pipeline.verification.open_set_decisions`:
+    the user of the highest fused score, or ``unknown``), the thresholds chosen
+    by each session's number of actions ``n_actions`` (index: session id; None:
+    whole-session thresholds). ``unknown_below`` alone is the legacy rule: ``unknown``
+    when the best session probability is below it.
     """
-    by_session = session_probabilities_of(model, features)
+    proba = window_probabilities(model, features)
+    by_session = session_probabilities_of(model, features, proba)
     values = by_session.to_numpy()
     classes = np.asarray(by_session.columns)
     order = np.argsort(-values, axis=1, kind="stable")
@@ -56,8 +70,11 @@ def predict_sessions(model, features: pd.DataFrame, unknown_below: float | None 
             "n_windows": features[c.SESSION_ID].value_counts().loc[by_session.index].to_numpy(),
         }
     )
-    if unknown_below is not None:
-        out["verdict"] = open_set_verdicts(out["probability"], out[c.USER_ID], unknown_below)
+    if rule is None and unknown_below is not None:
+        rule = ScoringRule(unknown_threshold=unknown_below)
+    if rule is not None and rule.unknown_threshold is not None:
+        scores = fuse(proba, model.classes_, features[c.SESSION_ID].to_numpy(), rule.fusion)
+        out["verdict"] = open_set_decisions(scores, n_actions, rule)["verdict"].reindex(out[c.SESSION_ID]).to_numpy()
     return out
 
 

@@ -17,12 +17,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import mlflow
 import pandas as pd
 
 from mouse_pipeline.features import FeatureConfig, extract_features
 from mouse_pipeline.ingest import EventFileError, IngestResult, read_events
 from mouse_pipeline.prediction import label_test_rows, predict_sessions
+from mouse_pipeline.prefixes import action_counts
 from mouse_pipeline.tracking import Champion
+from mouse_pipeline.verification import UNKNOWN_MODE_PARAM, USER_OFFSETS_ARTIFACT, ScoringRule
 
 PREDICTED_ROWS_FILE = "Predicted_mouse.csv"
 SESSION_PREDICTIONS_FILE = "session_predictions.csv"
@@ -53,11 +56,22 @@ def features_for(champion: Champion, events: pd.DataFrame, features: pd.DataFram
     return extract_features(events, champion.feature_config)
 
 
+def champion_rule(champion: Champion) -> ScoringRule:
+    """The champion's scoring rule, from its run (the per-user offsets artifact in the per_user mode)."""
+    offsets = None
+    if champion.params.get(UNKNOWN_MODE_PARAM) == "per_user":
+        offsets = mlflow.artifacts.load_text(f"runs:/{champion.run_id}/{USER_OFFSETS_ARTIFACT}")
+    return ScoringRule.from_run(champion.metrics, champion.params, offsets)
+
+
 def score_events(champion: Champion, events: pd.DataFrame, features: pd.DataFrame | None = None,
                  features_config: FeatureConfig | None = None) -> Scored:
-    """Session predictions and labelled rows of unlabelled ``events`` (see :func:`features_for`)."""
+    """Session predictions and labelled rows of unlabelled ``events`` (see :func:`features_for`); the
+    ``verdict`` follows the champion's scoring rule (fusion and length-aware ``unknown`` thresholds)."""
     table = features_for(champion, events, features, features_config)
-    sessions = predict_sessions(champion.pipeline, table, champion.unknown_threshold)
+    rule = champion_rule(champion)
+    n_actions = action_counts(events, champion.feature_config.pause_ms) if rule.unknown_thresholds else None
+    sessions = predict_sessions(champion.pipeline, table, rule=rule, n_actions=n_actions)
     return Scored(sessions, label_test_rows(events, sessions), table, champion)
 
 
@@ -122,6 +136,22 @@ def relabel(result: IngestResult, source_name: str) -> IngestResult:
     return replace(result, source_file=source_name, rejected=result.rejected.assign(source_file=source_name))
 
 
+def read_unlabelled(path: str | Path, name: str, source_name: str | None = None) -> IngestResult:
+    """Validate an unlabelled events CSV; errors and rejected rows name the file ``name``.
+
+    Raises EventFileError when the file cannot be used at all, ValueError when no row is valid.
+    """
+    try:
+        ingest = read_events(path, labelled=False)
+    except EventFileError as exc:
+        raise EventFileError(str(exc).replace(str(path), name)) from exc
+    if source_name:
+        ingest = relabel(ingest, source_name)
+    if ingest.events.empty:
+        raise ValueError(f"{name}: no valid rows to score ({ingest.rows_rejected} rejected)")
+    return ingest
+
+
 def score_file(path: str | Path, champion: Champion, progress: Callable[[str], None] | None = None,
                source_name: str | None = None) -> ScoringResult:
     """Validate, featurise and predict one unlabelled events CSV with ``champion`` (nothing is written:
@@ -138,13 +168,6 @@ def score_file(path: str | Path, champion: Champion, progress: Callable[[str], N
     step = progress or (lambda _message: None)
     name = source_name or str(path)
     step(f"reading {name}")
-    try:
-        ingest = read_events(path, labelled=False)
-    except EventFileError as exc:
-        raise EventFileError(str(exc).replace(str(path), name)) from exc
-    if source_name:
-        ingest = relabel(ingest, source_name)
-    if ingest.events.empty:
-        raise ValueError(f"{name}: no valid rows to score ({ingest.rows_rejected} rejected)")
+    ingest = read_unlabelled(path, name, source_name)
     step(f"featurising and predicting {ingest.rows_accepted:,} events")
     return ScoringResult(name, ingest, score_events(champion, ingest.events))
