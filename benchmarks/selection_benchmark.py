@@ -5,11 +5,11 @@ Usage::
     python -m benchmarks.selection_benchmark                       # the Kaggle training file
     python -m benchmarks.selection_benchmark --simulate long       # ~2.25 M events: 10 users x 6 long sessions
     python -m benchmarks.selection_benchmark --simulate all        # every simulated shape, then one table
-    python -m benchmarks.selection_benchmark --simulate mid-long --whole-held-out   # no scoring chunks
+    python -m benchmarks.selection_benchmark --simulate mid-long --no-test-length   # as if the test length were unknown
 
 Each run goes through the core steps the shell calls: enrolment
 (:func:`prepare_training_events`), the scoring chunk length from the test
-file (:func:`scoring_chunk_events`, unlabelled), planning the feature
+file (:func:`typical_session_events`, unlabelled), planning the feature
 settings, featurising each once, the halving race (:func:`select`, with the
 ablation and the intervals), permutation importance, the model card and the
 final fit. It prints the seconds of each step (wall, and CPU of this process
@@ -41,9 +41,9 @@ from mouse_pipeline.selection import (
     featurise,
     fit_choice,
     plan_feature_settings,
-    scoring_chunk_events,
     select,
     setting_name,
+    typical_session_events,
 )
 from mouse_pipeline.selection_settings import SelectionSettings
 from mouse_pipeline.simulate import simulate
@@ -113,11 +113,11 @@ def test_macro_f1(choice, feature_sets, test: pd.DataFrame, truth: pd.Series, mo
 def run(train: pd.DataFrame, test: pd.DataFrame, truth: pd.Series | None, label: str, chunks: bool = True,
         card: Path | None = None) -> dict:
     """One retrain's core steps with default settings, timed; prints the details and returns a summary row.
-    ``chunks``: score held-out sessions in chunks when the test sessions are much shorter."""
+    ``chunks``: tell the selection how long the test sessions are (else it scores whole held-out sessions)."""
     clock = Clock()
     settings = SelectionSettings()
     if chunks and len(test):
-        settings = replace(settings, score_chunk_events=scoring_chunk_events(train, test, settings))
+        settings = replace(settings, scored_session_events=typical_session_events(test))
     enrolment = prepare_training_events(train, settings)
     configs = plan_feature_settings(enrolment.events, settings)
     clock.lap("enrol and plan")
@@ -135,7 +135,7 @@ def run(train: pd.DataFrame, test: pd.DataFrame, truth: pd.Series | None, label:
     m = model_card.metrics
     print(f"\n=== {label}: {len(train):,} events, {m['sessions']:.0f} sessions, {m['users']:.0f} users "
           f"({m['users_validated_by_blocks']:.0f} validated by blocks), scoring chunks: "
-          f"{settings.score_chunk_events or 'whole held-out sessions'}")
+          f"{result.chunk_events or 'whole held-out sessions'}")
     print("feature settings:", ", ".join(setting_name(cfg) for cfg in configs))
     print(clock.report())
     shown = ["rank", "feature_setting", "estimator", "rows", "cv_macro_f1", "cv_accuracy", "folds_scored",
@@ -164,11 +164,11 @@ def run(train: pd.DataFrame, test: pd.DataFrame, truth: pd.Series | None, label:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--train", type=Path, default=DEFAULT_TRAIN)
-    parser.add_argument("--test", type=Path, default=DEFAULT_TEST, help="unlabelled; sets the scoring chunks")
+    parser.add_argument("--test", type=Path, default=DEFAULT_TEST, help="unlabelled; its median session length is the scored_session_events setting")
     parser.add_argument("--simulate", choices=[*SHAPES, "all"], default=None)
     parser.add_argument("--seed", type=int, default=1, help="simulator seed")
-    parser.add_argument("--whole-held-out", action="store_true",
-                        help="score whole held-out sessions even when test sessions are much shorter")
+    parser.add_argument("--no-test-length", action="store_true",
+                        help="do not tell the selection how long the test sessions are (no scoring chunks, blocks)")
     parser.add_argument("--card", type=Path, default=None, help="write the (last) model card here")
     args = parser.parse_args()
 
@@ -177,11 +177,11 @@ def main() -> None:
         for shape in SHAPES if args.simulate == "all" else [args.simulate]:
             data = simulate(**SHAPES[shape], seed=args.seed)
             truth = data.truth.set_index(c.SESSION_ID)[c.USER_ID]
-            rows.append(run(data.train, data.test, truth, shape, not args.whole_held_out, args.card))
+            rows.append(run(data.train, data.test, truth, shape, not args.no_test_length, args.card))
     else:
         train = read_events(args.train, labelled=True).events
         test = read_events(args.test, labelled=False).events if args.test.exists() else train.iloc[:0]
-        rows.append(run(train, test, None, args.train.name, not args.whole_held_out, args.card))
+        rows.append(run(train, test, None, args.train.name, not args.no_test_length, args.card))
     print("\n" + pd.DataFrame(rows).round(3).to_string(index=False))
 
 

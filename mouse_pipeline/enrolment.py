@@ -134,10 +134,19 @@ def prepare_training_events(events: pd.DataFrame, settings: SelectionSettings = 
 
 
 def block_count(n_events: int, settings: SelectionSettings) -> int:
-    """Blocks of a single session of ``n_events`` events: one per fold, each of at least half the
-    per-user minimum of events, and never fewer than two."""
+    """Blocks of a single session of ``n_events`` events.
+
+    As long as the sessions to be scored (``settings.scored_session_events``)
+    when that is known, else one per fold; each block holds at least half the
+    per-user minimum of events; at least two blocks, at most one per fold.
+    Blocks much shorter than the sessions to be scored would make
+    whole-session rows look unlike them (a 450-event block is no model of a
+    900-event test session) and cross-validation would not notice.
+    """
     smallest = max(settings.min_events_per_user // 2, 1)
-    return int(np.clip(n_events // smallest, 2, settings.n_splits))
+    length = settings.scored_session_events
+    wanted = round(n_events / length) if length > 0 else settings.n_splits
+    return int(np.clip(min(wanted, n_events // smallest), 2, settings.n_splits))
 
 
 def split_sessions(events: pd.DataFrame, pieces: dict[str, int], separator: str = BLOCK_SEPARATOR) -> pd.DataFrame:

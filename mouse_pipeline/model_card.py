@@ -195,8 +195,8 @@ def _choice_section(result: SelectionResult, m: dict[str, float], top: int) -> s
     choice = result.champion.choice
     table = result.table.head(top)[["rank", "feature_setting", "estimator", "cv_macro_f1", "cv_accuracy",
                                     "folds_scored", "round_reached", "seconds"]]
-    chunks = (f" Held-out sessions were scored in chunks of about {s.score_chunk_events} events, the typical "
-              "length of the sessions to be scored." if s.score_chunk_events > 0 else "")
+    chunks = (f" Held-out sessions were scored in chunks of about {result.chunk_events} events, the typical "
+              "length of the sessions to be scored." if result.chunk_events > 0 else "")
     return "\n".join([
         "## Chosen settings and why",
         f"{m['candidates']:.0f} candidates (feature settings x estimators) were scored in {s.n_splits}-fold "
@@ -289,9 +289,10 @@ def _promises_section(m: dict[str, float], result: SelectionResult) -> str:
     if m["sessions"] < 10 * m["users"]:
         lines.append(f"- **Small data.** {m['sessions']:.0f} recorded sessions for {m['users']:.0f} users: the "
                      "intervals are wide, and scores on another set of sessions may differ by as much.")
-    if result.settings.score_chunk_events <= 0:
-        lines.append("- **Session length.** Held-out sessions were scored whole: shorter sessions in production "
-                     "will be identified less reliably than these scores say.")
+    if result.settings.scored_session_events <= 0:
+        lines.append("- **Session length.** The length of the sessions to be scored was not given, so held-out "
+                     "sessions were scored whole: sessions shorter than the training ones will be identified less "
+                     "reliably than these scores say.")
     return "\n".join(lines)
 
 

@@ -137,12 +137,13 @@ def quantile_bins(bins: int, random_state: int = 0) -> Pipeline:
 
 
 def selection_steps(feature_selection: str, random_state: int = 0) -> list[tuple[str, object]]:
-    """Column selection steps: none, or constant columns dropped then tree importance above the mean."""
+    """Column selection steps: none, or constant columns dropped then ExtraTrees importance above the mean."""
     if feature_selection == "none":
         return []
     if feature_selection != "trees":
         raise ValueError(f"unknown feature selection {feature_selection!r}: 'none' or 'trees'")
-    trees = ExtraTreesClassifier(n_estimators=200, random_state=random_state, n_jobs=1)
+    # Leaves capped: importances need no fully grown trees, and the selector stays small in the model.
+    trees = ExtraTreesClassifier(n_estimators=200, max_leaf_nodes=256, random_state=random_state, n_jobs=1)
     return [("drop_constant", VarianceThreshold()), ("select", SelectFromModel(trees, threshold="mean"))]
 
 

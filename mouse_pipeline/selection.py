@@ -46,6 +46,7 @@ from mouse_pipeline.features.segments import sort_events
 from mouse_pipeline.modelling import Candidate, CrossValidation, SessionPerUserKFold
 from mouse_pipeline.selection_settings import SelectionSettings
 
+_SCORES = ("macro_f1", "accuracy", "top3_accuracy")
 #: Separates a session id from its chunk number when held-out sessions are scored in chunks.
 CHUNK_SEPARATOR = "@"
 
@@ -73,8 +74,8 @@ def plan_feature_settings(events: pd.DataFrame,
                           settings: SelectionSettings = SelectionSettings()) -> list[FeatureConfig]:
     """The feature settings to compare: whole sessions, then window sizes per unit, largest first.
 
-    The typical unit is the median session of ``events`` (or, with
-    ``settings.score_chunk_events``, a scoring chunk when it is shorter). For
+    The typical unit is the median session of ``events``, or a session to be
+    scored (``settings.scored_session_events``) when that is shorter. For
     each unit, ``settings.sizes_per_unit`` sizes are spread geometrically
     between a size giving ``min_windows`` windows per typical unit and the
     smallest size allowed by ``max_windows``, ``min_window_<unit>`` and
@@ -83,8 +84,8 @@ def plan_feature_settings(events: pd.DataFrame,
     """
     lengths = session_lengths(events, settings.pause_ms)
     typical = lengths.median()
-    if 0 < settings.score_chunk_events < typical["events"]:
-        typical = typical * settings.score_chunk_events / typical["events"]
+    if 0 < settings.scored_session_events < typical["events"]:
+        typical = typical * settings.scored_session_events / typical["events"]
     totals = lengths.sum()
     configs = [FeatureConfig(0, "events", settings.pause_ms)] if settings.whole_sessions else []
     smallest = {"events": settings.min_window_events, "actions": settings.min_window_actions}
@@ -115,45 +116,43 @@ def window_sizes(lo: float, hi: float, n: int) -> list[int]:
 class FeatureSet:
     """One feature setting's training rows and the rows scored when a session is held out.
 
-    ``scoring`` is ``table`` itself, or the same sessions cut in chunks
-    (session ids ``<session>@<chunk>``) featurised apart; ``scored_session``
-    maps each scored unit (session or chunk) to its training session.
+    ``scoring`` is ``table`` itself, or the same sessions cut in chunks of
+    about ``chunk_events`` events (session ids ``<session>@<chunk>``)
+    featurised apart; ``scored_session`` maps each scored unit (session or
+    chunk) to its training session.
     """
 
     config: FeatureConfig
     table: pd.DataFrame
     scoring: pd.DataFrame
     scored_session: pd.Series
+    chunk_events: int = 0
 
     @property
     def name(self) -> str:
         return setting_name(self.config)
 
 
-def scoring_chunk_events(train_events: pd.DataFrame, to_score: pd.DataFrame,
-                         settings: SelectionSettings = SelectionSettings()) -> int:
-    """The ``score_chunk_events`` setting for sessions like those of ``to_score`` (unlabelled: no label
-    is read): their median number of events when it is below ``settings.chunk_below`` times the
-    training sessions' median, else 0 (score whole held-out sessions)."""
-    to_score_median = float(to_score.groupby(c.SESSION_ID).size().median())
-    train_median = float(train_events.groupby(c.SESSION_ID).size().median())
-    return int(to_score_median) if to_score_median < settings.chunk_below * train_median else 0
+def typical_session_events(events: pd.DataFrame) -> int:
+    """Median events per session (of the unlabelled test file: the ``scored_session_events`` setting)."""
+    return int(events.groupby(c.SESSION_ID).size().median()) if len(events) else 0
 
 
-def chunk_plan(events: pd.DataFrame, chunk_events: int) -> dict[str, int]:
-    """Chunks per session for scoring in chunks of about ``chunk_events`` events (sessions of at
-    least 1.5 chunks only)."""
-    if chunk_events <= 0:
-        return {}
+def chunk_plan(events: pd.DataFrame, settings: SelectionSettings) -> dict[str, int]:
+    """Chunks per session when held-out sessions are scored in chunks (see :class:`SelectionSettings`):
+    sessions of at least 1.5 chunks of about ``scored_session_events`` events; none otherwise."""
+    length = settings.scored_session_events
     sizes = events.groupby(c.SESSION_ID, sort=True).size()
-    pieces = np.maximum(np.round(sizes / chunk_events), 1).astype(int)
+    if length <= 0 or length >= settings.chunk_below * sizes.median():
+        return {}
+    pieces = np.maximum(np.round(sizes / length), 1).astype(int)
     return {str(s): int(k) for s, k in pieces.items() if k > 1}
 
 
 def featurise(events: pd.DataFrame, configs: Sequence[FeatureConfig],
               settings: SelectionSettings = SelectionSettings()) -> list[FeatureSet]:
     """Featurise ``events`` once per setting (plus the chunked view when scoring in chunks)."""
-    pieces = chunk_plan(events, settings.score_chunk_events)
+    pieces = chunk_plan(events, settings)
     chunked = split_sessions(events, pieces, CHUNK_SEPARATOR) if pieces else None
     chunk_of = {f"{s}{CHUNK_SEPARATOR}{k}": s for s, n in pieces.items() for k in range(1, n + 1)}
     out = []
@@ -162,7 +161,8 @@ def featurise(events: pd.DataFrame, configs: Sequence[FeatureConfig],
         scoring = table if chunked is None else extract_features(chunked, config)
         units = scoring[c.SESSION_ID].drop_duplicates().astype(str)
         sessions = units.map(chunk_of).fillna(units)
-        out.append(FeatureSet(config, table, scoring, pd.Series(sessions.to_numpy(), index=units.to_numpy())))
+        out.append(FeatureSet(config, table, scoring, pd.Series(sessions.to_numpy(), index=units.to_numpy()),
+                              settings.scored_session_events if pieces else 0))
     return out
 
 
@@ -337,6 +337,8 @@ class SelectionResult:
         95 % bootstrap intervals of the champion's scores (metric -> (low, high)).
     seconds:
         Wall-clock time of the selection.
+    chunk_events:
+        Held-out sessions were scored in chunks of about this many events (0: whole).
     """
 
     table: pd.DataFrame
@@ -346,6 +348,7 @@ class SelectionResult:
     intervals: dict[str, tuple[float, float]]
     seconds: float
     settings: SelectionSettings
+    chunk_events: int = 0
 
     @property
     def cross_validation(self) -> CrossValidation:
@@ -382,15 +385,16 @@ def session_folds(feature_sets: Sequence[FeatureSet], settings: SelectionSetting
 
 
 def candidate_grid(feature_sets: Sequence[FeatureSet], settings: SelectionSettings) -> list[Choice]:
-    """Every (feature setting, estimator) pair, on the columns of the selected families
-    (HistGradientBoosting only where rows x users is within its budget)."""
+    """Every (feature setting, estimator) pair, on the columns of the selected families."""
     out = []
     for fs in feature_sets:
         columns = tuple(select_columns(feature_columns(fs.table), settings.families))
-        cells = len(fs.table) * fs.table[c.USER_ID].nunique()
-        out.extend(Choice(cand, fs.config, columns) for cand in settings.estimators()
-                   if cand.family != "hist_gradient_boosting" or cells <= settings.hist_gradient_boosting_max_cells)
+        out.extend(Choice(cand, fs.config, columns) for cand in settings.estimators())
     return out
+
+
+def _affordable(choice: Choice, folds: _Folds, settings: SelectionSettings) -> bool:
+    return settings.affordable(choice.candidate, len(folds.y), len(folds.classes))
 
 
 def select(feature_sets: Sequence[FeatureSet], settings: SelectionSettings = SelectionSettings(),
@@ -404,7 +408,8 @@ def select(feature_sets: Sequence[FeatureSet], settings: SelectionSettings = Sel
     started = time.perf_counter()
     folds = session_folds(feature_sets, settings)
     fold_data = {fs.config: _Folds.of(fs, folds) for fs in feature_sets}
-    entries = [_Entry(choice, fold_data[choice.config]) for choice in candidate_grid(feature_sets, settings)]
+    grid = [_Entry(choice, fold_data[choice.config]) for choice in candidate_grid(feature_sets, settings)]
+    entries = [e for e in grid if _affordable(e.choice, e.folds, settings)]
     finalists = race(entries, settings)
     champion = _scored(entries[finalists[0]])
     mlps = [i for i in finalists if entries[i].choice.is_mlp]
@@ -413,8 +418,9 @@ def select(feature_sets: Sequence[FeatureSet], settings: SelectionSettings = Sel
     units = fold_data[champion.choice.config].feature_set.scored_session
     unit_clusters = units if clusters is None else units.map(clusters).fillna(units)
     intervals = bootstrap_intervals(champion.cv, unit_clusters, settings.bootstrap_resamples, settings.random_state)
-    return SelectionResult(candidate_table(entries), champion, best_mlp, ablation, intervals,
-                           time.perf_counter() - started, settings)
+    over_budget = [e for e in grid if not _affordable(e.choice, e.folds, settings)]
+    return SelectionResult(candidate_table(entries, over_budget), champion, best_mlp, ablation, intervals,
+                           time.perf_counter() - started, settings, feature_sets[0].chunk_events)
 
 
 def _scored(entry: _Entry) -> Scored:
@@ -433,20 +439,21 @@ def ablation_scores(choice: Choice, folds: _Folds, settings: SelectionSettings) 
     return {kind: _scored(entry) for kind, entry in entries.items()}
 
 
-def candidate_table(entries: list[_Entry]) -> pd.DataFrame:
-    """One row per candidate: the finalists first (best first), then by round reached and score."""
+def candidate_table(entries: list[_Entry], over_budget: Sequence[_Entry] = ()) -> pd.DataFrame:
+    """One row per candidate: the finalists first (best first), then by round reached and score; last,
+    the candidates left out because they would exceed a budget (no score, ``round_reached`` -1)."""
     rows = []
-    for i, e in enumerate(entries):
-        scores = e.scores()
+    for i, e in enumerate([*entries, *over_budget]):
         cand = e.choice.candidate
+        scored = i < len(entries)
         rows.append({
             "feature_setting": setting_name(e.choice.config), "window_size": e.choice.config.window_size,
             "window_unit": e.choice.config.window_unit, "estimator": cand.name, "family": cand.family,
             "feature_selection": cand.feature_selection, "params": json.dumps(cand.params, default=str),
-            "rows": len(e.folds.feature_set.table), "columns": len(e.choice.columns),
-            **{f"cv_{k}": v for k, v in scores.items()},
-            "folds_scored": len(e.proba), "round_reached": e.round_reached, "seconds": round(e.seconds, 2),
-            "_order": i,
+            "rows": len(e.folds.y), "columns": len(e.choice.columns),
+            **{f"cv_{k}": v for k, v in (e.scores() if scored else dict.fromkeys(_SCORES, np.nan)).items()},
+            "folds_scored": len(e.proba), "round_reached": e.round_reached if scored else -1,
+            "seconds": round(e.seconds, 2), "note": "" if scored else "over budget: not run", "_order": i,
         })
     table = pd.DataFrame(rows).sort_values(["round_reached", "folds_scored", "cv_macro_f1", "cv_accuracy", "_order"],
                                            ascending=[False, False, False, False, True], kind="stable")

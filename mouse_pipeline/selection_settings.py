@@ -26,14 +26,15 @@ class SelectionSettings:
         ``min_window_events`` events or ``min_window_actions`` actions, and no
         setting gives more than ``max_training_rows`` training rows.
         ``pause_ms`` splits actions (as :class:`~mouse_pipeline.features.FeatureConfig`).
-    Scoring
-        ``score_chunk_events`` > 0 scores held-out sessions in chunks of about
-        that many events (set it to the typical length of the sessions to be
-        scored, e.g. the unlabelled test file's median, when those are much
-        shorter than the training sessions); 0 scores whole held-out sessions.
-        :func:`~mouse_pipeline.selection.scoring_chunk_events` sets it from
-        the sessions to be scored when their median is below ``chunk_below``
-        times the training median.
+    The sessions to be scored
+        ``scored_session_events``: the typical number of events of the
+        sessions the model will score (the unlabelled test file's median,
+        :func:`~mouse_pipeline.selection.typical_session_events`; 0: unknown).
+        When it is below ``chunk_below`` times the training sessions' median,
+        held-out sessions are scored in chunks of about that length (whole
+        long held-out sessions would overstate accuracy on short ones) and
+        windows are sized to it; single enrolment sessions are cut into blocks
+        of about that length.
     Estimators
         The MLP grid (``mlp_hidden_layer_sizes`` x ``mlp_alpha``; inputs beside
         their one-hot quantile bin among ``mlp_bins``; each a soft vote of
@@ -52,7 +53,8 @@ class SelectionSettings:
         :func:`~mouse_pipeline.features.families.parse_families`).
     Enrolment
         A user needs ``min_events_per_user`` events to be enrolled; a single
-        session is cut into time blocks of at least half that.
+        session is cut into time blocks (at least two, at most one per fold) of
+        about ``scored_session_events`` events, and of at least half the minimum.
     Model card
         ``bootstrap_resamples`` for 95 % intervals; permutation importance on
         ``importance_folds`` folds, ``importance_repeats`` permutations per
@@ -69,7 +71,7 @@ class SelectionSettings:
     min_window_actions: int = 2
     max_training_rows: int = 15_000
     pause_ms: float = 2000.0
-    score_chunk_events: int = 0
+    scored_session_events: int = 0
     chunk_below: float = 0.5
     # Estimators.
     mlp_hidden_layer_sizes: tuple[tuple[int, ...], ...] = ((128,),)
@@ -84,6 +86,7 @@ class SelectionSettings:
     extra_trees_n_estimators: int = 300
     hist_gradient_boosting: bool = True
     hist_gradient_boosting_max_cells: int = 200_000
+    extra_trees_max_bytes: int = 1_000_000_000
     # Cross-validation, halving, processes.
     n_splits: int = 6
     random_state: int = 0
@@ -133,6 +136,14 @@ class SelectionSettings:
         if not out:
             raise ValueError("no estimator: give an MLP grid, ExtraTrees or HistGradientBoosting")
         return out
+
+    def affordable(self, candidate: Candidate, rows: int, users: int) -> bool:
+        """Whether ``candidate`` fits the budgets on a training table of ``rows`` rows and ``users`` users."""
+        if candidate.family == "hist_gradient_boosting":
+            return rows * users <= self.hist_gradient_boosting_max_cells
+        if candidate.family == "extra_trees":
+            return 16 * rows * users * candidate.params["n_estimators"] <= self.extra_trees_max_bytes
+        return True
 
     def as_params(self) -> dict[str, str]:
         """Every setting as a flat ``name -> text`` dict (for MLflow params)."""

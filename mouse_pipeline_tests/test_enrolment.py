@@ -49,6 +49,19 @@ def test_single_session_users_are_cut_into_time_blocks_and_say_so(mixed):
     assert any("blocks" in line for line in enrolment.messages())
 
 
+def test_blocks_are_about_as_long_as_the_sessions_to_be_scored(mixed):
+    sizes = mixed.groupby(c.USER_ID).size()
+    single = [u for u in sizes.index if mixed.loc[mixed[c.USER_ID] == u, c.SESSION_ID].nunique() == 1
+              and u != "tiny-user"]
+    length = int(sizes.loc[single].min() / 3)
+    enrolment = prepare_training_events(mixed, SelectionSettings(min_events_per_user=100,
+                                                                 scored_session_events=length))
+    users = enrolment.users.set_index(c.USER_ID)
+    assert (users.loc[single, "validation_groups"] >= 3).all() and (users.loc[single, "validation_groups"] <= 4).all()
+    unknown = prepare_training_events(mixed, SelectionSettings(min_events_per_user=100, n_splits=5))
+    assert (unknown.users.set_index(c.USER_ID).loc[single, "validation_groups"] == 5).all()  # one per fold
+
+
 def test_a_user_with_too_few_events_is_named_and_left_out(mixed):
     enrolment = prepare_training_events(mixed, SelectionSettings(min_events_per_user=100))
     assert list(enrolment.left_out[c.USER_ID]) == ["tiny-user"]

@@ -10,20 +10,20 @@ import pytest
 
 from mouse_pipeline import contract as c
 from mouse_pipeline.enrolment import BY_BLOCKS, prepare_training_events
-from mouse_pipeline.features import FeatureConfig, extract_features, feature_columns
+from mouse_pipeline.features import extract_features, feature_columns
 from mouse_pipeline.evaluation import session_scores
 from mouse_pipeline.features.families import ENVIRONMENT, family_kind, feature_family, select_columns
 from mouse_pipeline.modelling import CrossValidation
 from mouse_pipeline.prediction import predict_sessions
 from mouse_pipeline.selection import (
     bootstrap_intervals,
-    candidate_grid,
+    chunk_plan,
     featurise,
     fold_schedule,
     plan_feature_settings,
-    scoring_chunk_events,
     select,
     session_lengths,
+    typical_session_events,
     window_sizes,
 )
 from mouse_pipeline.selection_settings import SelectionSettings
@@ -60,7 +60,7 @@ def test_window_sizes_follow_the_sessions_of_the_data():
         return [cfg.window_size for cfg in plan_feature_settings(events, settings)[1:] if cfg.window_unit == unit]
     assert max(sizes(long)) > 10 * max(sizes(short)) and min(sizes(long)) >= min(sizes(short))
     # Scoring chunks shorter than the sessions shrink the windows; the row budget bounds the smallest.
-    chunked = plan_feature_settings(long, replace(settings, score_chunk_events=200))[1:]
+    chunked = plan_feature_settings(long, replace(settings, scored_session_events=200))[1:]
     assert max(cfg.window_size for cfg in chunked if cfg.window_unit == "events") <= 100
     capped = plan_feature_settings(long, replace(settings, max_training_rows=200))[1:]
     assert all(len(long) / cfg.window_size <= 200 for cfg in capped if cfg.window_unit == "events")
@@ -71,8 +71,12 @@ def test_scoring_chunks_only_when_the_sessions_to_score_are_much_shorter():
                     seed=2)
     same = simulate(users=2, sessions=2, test_sessions=2, actions_per_session=20, seed=2)
     median_test = int(long.test.groupby(c.SESSION_ID).size().median())
-    assert scoring_chunk_events(long.train, long.test, FAST) == median_test
-    assert scoring_chunk_events(same.train, same.test, FAST) == 0
+    assert typical_session_events(long.test) == median_test
+    chunks = chunk_plan(long.train, replace(FAST, scored_session_events=median_test))
+    sizes = long.train.groupby(c.SESSION_ID).size()
+    assert chunks == {s: round(n / median_test) for s, n in sizes.items()}
+    assert chunk_plan(same.train, replace(FAST, scored_session_events=typical_session_events(same.test))) == {}
+    assert chunk_plan(long.train, FAST) == {}  # length of the sessions to be scored unknown
 
 
 def test_halving_rounds_double_the_folds():
@@ -90,8 +94,7 @@ def few_long_sessions():
 
 @pytest.fixture(scope="module")
 def selected(few_long_sessions):
-    chunk = scoring_chunk_events(few_long_sessions.train, few_long_sessions.test, FAST)
-    settings = replace(FAST, score_chunk_events=chunk)
+    settings = replace(FAST, scored_session_events=typical_session_events(few_long_sessions.test))
     return (settings, *run_selection(few_long_sessions.train, settings))
 
 
@@ -126,7 +129,7 @@ def test_the_chosen_model_predicts_test_sessions_with_its_own_feature_setting(se
 
 def test_held_out_sessions_are_scored_in_chunks(selected):
     settings, _, feature_sets, result = selected
-    assert settings.score_chunk_events > 0
+    assert result.chunk_events == settings.scored_session_events > 0
     units = result.champion.cv.session_proba.index
     assert units.str.contains("@").any()
     assert result.champion.cv.truth.loc[units].notna().all()
@@ -180,14 +183,19 @@ def test_bootstrap_resamples_recorded_sessions_together(selected):
     assert low <= result.champion.cv.scores["macro_f1"] <= high
 
 
-def test_histogram_boosting_is_left_out_where_it_would_cost_too_much(few_long_sessions):
-    settings = replace(FAST, hist_gradient_boosting=True, hist_gradient_boosting_max_cells=100)
-    enrolment = prepare_training_events(few_long_sessions.train, settings)
-    feature_sets = featurise(enrolment.events, [FeatureConfig(0), FeatureConfig(50)], settings)
-    grid = candidate_grid(feature_sets, settings)
-    hgb = [choice.config for choice in grid if choice.candidate.family == "hist_gradient_boosting"]
-    assert hgb == [FeatureConfig(0)]  # 8 rows x 4 users fits the budget, 50-event windows do not
-    assert len(grid) == 2 * 2 + 1
+def test_estimators_over_budget_are_listed_but_not_run(few_long_sessions):
+    settings = replace(FAST, hist_gradient_boosting=True, hist_gradient_boosting_max_cells=100,
+                       window_units=("events",), sizes_per_unit=1)
+    _, feature_sets, result = run_selection(few_long_sessions.train, settings)
+    table = result.table.set_index(["feature_setting", "estimator"])
+    windows = feature_sets[1].name
+    assert table.loc[("whole sessions", "hist_gradient_boosting"), "folds_scored"] >= 1  # 8 rows x 4 users
+    skipped = table.loc[(windows, "hist_gradient_boosting")]
+    assert skipped["note"].startswith("over budget") and skipped["round_reached"] == -1
+    assert np.isnan(skipped["cv_macro_f1"]) and skipped["folds_scored"] == 0
+    assert result.table.iloc[-1]["note"].startswith("over budget")
+    trees = settings.estimators()[1]
+    assert settings.affordable(trees, 1000, 10) and not settings.affordable(trees, 10**6, 200)
 
 
 def test_every_default_estimator_loads_with_skops_trusting_only_the_tracked_types(small_simulation):
