@@ -46,7 +46,7 @@ from mouse_pipeline.features.segments import sort_events
 from mouse_pipeline.modelling import Candidate, CrossValidation, SessionPerUserKFold
 from mouse_pipeline.selection_settings import SelectionSettings
 
-_SCORES = ("macro_f1", "accuracy", "top3_accuracy")
+_SCORES = ("macro_f1", "accuracy", "top3_accuracy", "log_loss")
 #: Separates a session id from its chunk number when held-out sessions are scored in chunks.
 CHUNK_SEPARATOR = "@"
 
@@ -237,20 +237,25 @@ class _Entry:
     seconds: float = 0.0
     round_reached: int = 0
 
-    def scores(self) -> dict[str, float]:
+    def _held_out(self) -> tuple[pd.DataFrame, pd.Series]:
         proba = pd.concat([self.proba[f] for f in sorted(self.proba)]).sort_index()
-        truth = self.folds.truth.loc[proba.index]
-        if set(truth) == set(self.folds.classes):
-            return session_scores(truth, proba)
-        # Some users have no held-out session yet: macro-F1 over the users that do.
+        return proba, self.folds.truth.loc[proba.index]
+
+    def scores(self) -> dict[str, float]:
+        """Session-level scores on the folds scored so far, and the log loss that breaks ties.
+
+        While some users have no held-out session yet, macro-F1 averages the users that do.
+        """
+        proba, truth = self._held_out()
         scores = session_scores(truth, proba)
-        scores["macro_f1"] = float(f1_score(truth, predicted_users(proba), average="macro",
-                                            labels=sorted(set(truth)), zero_division=0))
+        if set(truth) != set(self.folds.classes):
+            scores["macro_f1"] = float(f1_score(truth, predicted_users(proba), average="macro",
+                                                labels=sorted(set(truth)), zero_division=0))
+        scores["log_loss"] = session_log_loss(truth, proba)
         return scores
 
     def cross_validation(self) -> CrossValidation:
-        proba = pd.concat([self.proba[f] for f in sorted(self.proba)]).sort_index()
-        truth = self.folds.truth.loc[proba.index]
+        proba, truth = self._held_out()
         return CrossValidation(self.choice.candidate, self.folds.classes, proba, truth,
                                session_scores(truth, proba))
 
@@ -284,9 +289,17 @@ def fold_schedule(n_splits: int, first: int) -> list[int]:
     return schedule
 
 
+def session_log_loss(truth: pd.Series, proba: pd.DataFrame, floor: float = 1e-6) -> float:
+    """Mean ``-log p(true user)`` over held-out sessions (probabilities floored at ``floor``)."""
+    columns = pd.Index(np.asarray(proba.columns).astype(str))
+    own = proba.to_numpy()[np.arange(len(proba)), columns.get_indexer(truth.astype(str).to_numpy())]
+    return float(-np.log(np.maximum(own, floor)).mean())
+
+
 def _rank(entries: list[_Entry], alive: list[int]) -> list[int]:
+    """Best first: macro-F1, then (ties are common near 1.0) the lower log loss, then grid order."""
     scores = {i: entries[i].scores() for i in alive}
-    return sorted(alive, key=lambda i: (-scores[i]["macro_f1"], -scores[i]["accuracy"], i))
+    return sorted(alive, key=lambda i: (-scores[i]["macro_f1"], scores[i]["log_loss"], i))
 
 
 def race(entries: list[_Entry], settings: SelectionSettings) -> list[int]:
@@ -455,8 +468,8 @@ def candidate_table(entries: list[_Entry], over_budget: Sequence[_Entry] = ()) -
             "folds_scored": len(e.proba), "round_reached": e.round_reached if scored else -1,
             "seconds": round(e.seconds, 2), "note": "" if scored else "over budget: not run", "_order": i,
         })
-    table = pd.DataFrame(rows).sort_values(["round_reached", "folds_scored", "cv_macro_f1", "cv_accuracy", "_order"],
-                                           ascending=[False, False, False, False, True], kind="stable")
+    table = pd.DataFrame(rows).sort_values(["round_reached", "folds_scored", "cv_macro_f1", "cv_log_loss", "_order"],
+                                           ascending=[False, False, False, True, True], kind="stable")
     return table.drop(columns="_order").reset_index(drop=True).rename_axis("rank").reset_index().assign(
         rank=lambda t: t["rank"] + 1)
 

@@ -69,7 +69,7 @@ class SelectionSettings:
     max_windows: int = 300
     min_window_events: int = 10
     min_window_actions: int = 2
-    max_training_rows: int = 15_000
+    max_training_rows: int = 12_000
     pause_ms: float = 2000.0
     scored_session_events: int = 0
     chunk_below: float = 0.5
