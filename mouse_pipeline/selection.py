@@ -272,11 +272,13 @@ def _run(entries: list[_Entry], folds: Sequence[int], settings: SelectionSetting
             if f not in entry.proba:
                 train = np.flatnonzero(entry.folds.fold != f)
                 held = np.flatnonzero(entry.folds.held_fold == f)
-                tasks.append((k, f, delayed(_score_fold)(entry.choice.candidate, settings.random_state, X,
-                                                         entry.folds.y, train, X_held, held,
-                                                         entry.folds.held_units, entry.folds.classes)))
-    done = Parallel(n_jobs=settings.n_jobs)(task for _, _, task in tasks)
-    for (k, f, _), (proba, seconds) in zip(tasks, done):
+                tasks.append((k, f, len(train), delayed(_score_fold)(
+                    entry.choice.candidate, settings.random_state, X, entry.folds.y, train, X_held, held,
+                    entry.folds.held_units, entry.folds.classes)))
+    # Largest training sets first, so that no long fit is left running alone at the end.
+    tasks.sort(key=lambda task: -task[2])
+    done = Parallel(n_jobs=settings.n_jobs)(task for *_, task in tasks)
+    for (k, f, _, _), (proba, seconds) in zip(tasks, done):
         entries[k].proba[f] = proba
         entries[k].seconds += seconds
 
