@@ -16,11 +16,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 from sklearn.base import clone
-from sklearn.ensemble import ExtraTreesClassifier, HistGradientBoostingClassifier
+from sklearn.ensemble import ExtraTreesClassifier, HistGradientBoostingClassifier, VotingClassifier
+from sklearn.feature_selection import SelectFromModel, VarianceThreshold
 from sklearn.model_selection import BaseCrossValidator, ParameterGrid, cross_val_predict
 from sklearn.neural_network import MLPClassifier
-from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import FunctionTransformer, StandardScaler
+from sklearn.pipeline import FeatureUnion, Pipeline
+from sklearn.preprocessing import FunctionTransformer, KBinsDiscretizer, OneHotEncoder, StandardScaler
 
 from mouse_pipeline import contract as c
 from mouse_pipeline.evaluation import session_probabilities, session_scores
@@ -81,32 +82,70 @@ class SessionPerUserKFold(BaseCrossValidator):
 
 @dataclass(frozen=True)
 class Candidate:
-    """One model to cross-validate: a name, the estimator family and its parameters."""
+    """One model to cross-validate: a name, the estimator family, its parameters and whether
+    a tree-importance column selection precedes it (``feature_selection``: "none" or "trees")."""
 
     name: str
     family: str
     params: dict
+    feature_selection: str = "none"
 
     def build(self, random_state: int) -> Pipeline:
-        return build_pipeline(self.family, self.params, random_state)
+        return build_pipeline(self.family, self.params, random_state, self.feature_selection)
 
 
-def build_pipeline(family: str, params: dict, random_state: int = 0) -> Pipeline:
-    """A scikit-learn Pipeline: signed log, standard scaling, then the classifier.
+def build_pipeline(family: str, params: dict, random_state: int = 0, feature_selection: str = "none") -> Pipeline:
+    """A scikit-learn Pipeline: signed log, standard scaling, optional column selection, the classifier.
 
-    ``family`` is ``"mlp"`` (:class:`~sklearn.neural_network.MLPClassifier`),
-    ``"hist_gradient_boosting"`` or ``"extra_trees"``; ``params`` are passed to
-    the classifier.
+    ``family`` is ``"mlp"`` (:class:`~sklearn.neural_network.MLPClassifier`;
+    ``params["bins"] = b > 0`` adds, beside each input, its one-hot quantile
+    bin among ``b``, which lets the network draw sharp thresholds as trees do;
+    ``params["seeds"] = k > 1`` makes it a soft vote of k networks with seeds
+    ``random_state .. random_state+k-1``), ``"hist_gradient_boosting"`` or
+    ``"extra_trees"``; the other ``params`` are passed to the classifier.
+    ``feature_selection="trees"`` drops constant columns, then keeps the
+    columns whose ExtraTrees importance is above the mean (fitted on the
+    training rows only, so cross-validation stays honest).
     """
+    params = dict(params)
+    encoding = []
     if family == "mlp":
-        clf = MLPClassifier(random_state=random_state, **params)
+        seeds, bins = int(params.pop("seeds", 1)), int(params.pop("bins", 0))
+        nets = [MLPClassifier(random_state=random_state + i, **params) for i in range(seeds)]
+        clf = nets[0] if seeds == 1 else VotingClassifier(
+            [(f"seed{random_state + i}", net) for i, net in enumerate(nets)], voting="soft")
+        if bins > 0:
+            encoding = [("encode", FeatureUnion([("values", FunctionTransformer()),
+                                                 ("bins", quantile_bins(bins, random_state))]))]
     elif family == "hist_gradient_boosting":
         clf = HistGradientBoostingClassifier(random_state=random_state, **params)
     elif family == "extra_trees":
         clf = ExtraTreesClassifier(random_state=random_state, n_jobs=1, **params)
     else:
         raise ValueError(f"unknown estimator family {family!r}")
-    return Pipeline([*preprocessing_steps(), ("classifier", clf)])
+    return Pipeline([*preprocessing_steps(), *selection_steps(feature_selection, random_state), *encoding,
+                     ("classifier", clf)])
+
+
+def quantile_bins(bins: int, random_state: int = 0) -> Pipeline:
+    """One-hot quantile bins of every column (ordinal bins, then one-hot: no dtype object to trust when
+    the model is loaded with skops, unlike ``KBinsDiscretizer(encode="onehot-dense")``)."""
+    return Pipeline([
+        ("ordinal", KBinsDiscretizer(bins, encode="ordinal", strategy="quantile", random_state=random_state)),
+        ("one_hot", OneHotEncoder(sparse_output=False, handle_unknown="ignore")),
+    ])
+
+
+def selection_steps(feature_selection: str, random_state: int = 0) -> list[tuple[str, object]]:
+    """Column selection steps: none, or constant columns dropped then ExtraTrees importance above the mean."""
+    if feature_selection == "none":
+        return []
+    if feature_selection != "trees":
+        raise ValueError(f"unknown feature selection {feature_selection!r}: 'none' or 'trees'")
+    # Depth capped: importances need only the top of the trees, and the selector stays small in the model
+    # (at most 1024 leaves a tree, whatever the number of rows).
+    trees = ExtraTreesClassifier(n_estimators=200, max_depth=10, random_state=random_state, n_jobs=1)
+    return [("drop_constant", VarianceThreshold()), ("select", SelectFromModel(trees, threshold="mean"))]
 
 
 def preprocessing_steps() -> list[tuple[str, object]]:
@@ -209,7 +248,6 @@ class FeatureMatrix:
     labels: np.ndarray  # user of each training row
     sessions: np.ndarray  # session of each training row (the CV group)
     test: pd.DataFrame  # features, test rows, same columns
-    test_sessions: np.ndarray
     preprocessor: Pipeline
     train_scaled: np.ndarray
     test_scaled: np.ndarray
@@ -231,7 +269,6 @@ def build_feature_matrix(train_features: pd.DataFrame, test_features: pd.DataFra
         labels=train_features[c.USER_ID].to_numpy().astype(str),
         sessions=train_features[c.SESSION_ID].to_numpy().astype(str),
         test=test,
-        test_sessions=test_features[c.SESSION_ID].to_numpy().astype(str),
         preprocessor=preprocessor,
         train_scaled=train_scaled,
         test_scaled=preprocessor.transform(test),

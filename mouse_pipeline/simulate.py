@@ -7,7 +7,11 @@ browser's mousemove sampling interval, the habit of scrolling with the wheel
 versus dragging, and a preferred screen region. A session is a sequence of
 actions (move, point-and-click, drag-and-drop, wheel) that follows the event
 contract's grammar. ``separation`` scales how far apart users' traits are:
-0 makes every user the same person, 1 is a realistic spread.
+0 makes every user the same person, 1 is a realistic spread. ``same_display``
+puts every user on one screen (same size, pixel ratio 1, so integer
+coordinates, same sampling interval and the same page layout), so that only
+behaviour separates users; ``test_actions_per_session`` makes test sessions
+shorter (or longer) than training ones.
 
 Everything is generated with numpy over whole arrays: actions are drawn for
 all sessions at once and expanded to events with ``np.repeat``, so 10 million
@@ -16,6 +20,7 @@ events take seconds. The same seed gives the same bytes.
 Command line::
 
     python -m mouse_pipeline.simulate --users 200 --sessions 10 --test-sessions 2 --out DIR
+    python -m mouse_pipeline.simulate --users 10 --sessions 6 --actions 1500 --test-actions 75 --same-display --out DIR
 """
 
 from __future__ import annotations
@@ -40,6 +45,8 @@ _SCREENS = np.array(
 _PIXEL_RATIOS = np.array([1.0, 1.0, 1.25, 1.5, 2.0])
 _ACTION_KINDS = ("move", "click", "drag", "wheel")
 _T0 = 1_650_000_000_000  # 2022-04-15, epoch ms
+#: The one display of ``same_display``: 1920 x 1080 CSS px, pixel ratio 1, 30 ms mousemove sampling.
+_SHARED_SCREEN, _SHARED_SAMPLE_MS = np.array([1920.0, 1080.0]), 30.0
 
 
 @dataclass(frozen=True)
@@ -93,11 +100,25 @@ def _user_traits(rng: np.random.Generator, n_users: int, separation: float) -> d
     }
 
 
+def _on_one_display(traits: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The same traits with every device and page trait made common: same screen, pixel ratio 1
+    (integer coordinates), same sampling interval, same page layout (target region and spread)."""
+    n = len(traits["fitts_a"])
+    return {
+        **traits,
+        "screen": np.tile(_SHARED_SCREEN, (n, 1)),
+        "pixel_ratio": np.ones(n),
+        "sample_ms": np.full(n, _SHARED_SAMPLE_MS),
+        "region": np.full((n, 2), 0.5),
+        "region_spread": np.full(n, 0.22),
+    }
+
+
 def _session_actions(
     rng: np.random.Generator, traits: dict[str, np.ndarray], session_user: np.ndarray,
-    actions_per_session: float,
+    actions_per_session: float | np.ndarray,
 ) -> pd.DataFrame:
-    """Draw every action of every session at once."""
+    """Draw every action of every session at once (``actions_per_session``: a mean, or one per session)."""
     # Sessions of one app hold a similar number of events, whoever the user: a user whose
     # actions produce many events (slow hand, fast sampling) performs fewer of them.
     moves_per_action = (traits["fitts_a"] + traits["fitts_b"] * 4.5) / traits["sample_ms"]
@@ -214,6 +235,8 @@ def simulate(
     actions_per_session: float = 10.0,
     separation: float = 1.0,
     seed: int = 0,
+    test_actions_per_session: float | None = None,
+    same_display: bool = False,
 ) -> SimulatedData:
     """Simulate ``users`` users with ``sessions`` labelled and ``test_sessions`` unlabelled sessions each.
 
@@ -229,6 +252,13 @@ def simulate(
         a realistic spread, larger values make users easier to tell apart.
     seed:
         Seed of the generator; the same arguments give identical frames.
+    test_actions_per_session:
+        Mean number of actions of a test session (default: ``actions_per_session``),
+        e.g. short test sessions after long enrolment sessions.
+    same_display:
+        Every user on one display and page (1920 x 1080, pixel ratio 1, integer
+        coordinates, 30 ms sampling, same target layout): only behaviour
+        separates users. The other traits, and the random draws, are unchanged.
 
     Returns
     -------
@@ -241,10 +271,13 @@ def simulate(
         raise ValueError("users and sessions must be >= 1 and test_sessions >= 0")
     rng = np.random.default_rng(seed)
     traits = _user_traits(rng, users, separation)
+    if same_display:
+        traits = _on_one_display(traits)
     per_user = sessions + test_sessions
     session_user = np.repeat(np.arange(users), per_user)
     is_test = np.tile(np.arange(per_user) >= sessions, users)
-    actions = _session_actions(rng, traits, session_user, actions_per_session)
+    test_actions = actions_per_session if test_actions_per_session is None else test_actions_per_session
+    actions = _session_actions(rng, traits, session_user, np.where(is_test, test_actions, actions_per_session))
     events = _expand_events(rng, traits, actions)
 
     session = events["session"].to_numpy()
@@ -286,11 +319,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--sessions", type=int, default=6, help="training sessions per user")
     parser.add_argument("--test-sessions", type=int, default=2, help="test sessions per user")
     parser.add_argument("--actions", type=float, default=10.0, help="mean actions per session")
+    parser.add_argument("--test-actions", type=float, default=None,
+                        help="mean actions per test session (default: --actions)")
+    parser.add_argument("--same-display", action="store_true",
+                        help="every user on one display and page: only behaviour separates users")
     parser.add_argument("--separation", type=float, default=1.0, help="how distinct users are")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, required=True, help="output folder")
     args = parser.parse_args(argv)
-    data = simulate(args.users, args.sessions, args.test_sessions, args.actions, args.separation, args.seed)
+    data = simulate(args.users, args.sessions, args.test_sessions, args.actions, args.separation, args.seed,
+                    test_actions_per_session=args.test_actions, same_display=args.same_display)
     paths = data.write(args.out)
     print(
         f"wrote {len(data.train):,} training events ({data.train[c.SESSION_ID].nunique()} sessions), "

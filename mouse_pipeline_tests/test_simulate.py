@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import pandas as pd
 import pytest
 
@@ -81,3 +83,31 @@ def test_command_line_writes_files_that_ingest_cleanly(tmp_path, capsys):
 def test_rejects_nonsense_sizes():
     with pytest.raises(ValueError):
         simulate(users=0)
+
+
+def test_default_simulation_is_unchanged_byte_for_byte():
+    """Tests and the README depend on the default data: new options must not move a single byte."""
+    data = simulate()
+    digest = hashlib.sha256(
+        b"".join(frame.to_csv(index=False).encode() for frame in (data.train, data.test, data.truth))
+    ).hexdigest()
+    assert digest == "230faef20d57ceec30e305692fe95598c0e065c3c93ea5d0b7830838dfe4af6f"
+
+
+def test_same_display_leaves_only_behaviour_to_separate_users():
+    kwargs = dict(users=5, sessions=2, test_sessions=0, actions_per_session=30, seed=9)
+    one = simulate(**kwargs, same_display=True).train
+    assert (one[c.SCREEN_X] % 1 == 0).all() and (one[c.SCREEN_Y] % 1 == 0).all()  # integer coordinates
+    assert one[c.SCREEN_X].max() <= 1919 and one[c.SCREEN_Y].max() <= 1079
+    events = one.sort_values([c.SESSION_ID, c.TIMESTAMP])
+    moves = events[events[c.EVENT_TYPE] == c.EventType.MOVE]
+    interval = moves.groupby(c.SESSION_ID)[c.TIMESTAMP].diff().groupby(moves[c.USER_ID]).median()
+    assert interval.max() - interval.min() <= 3  # one sampling interval for everyone
+
+
+def test_test_sessions_can_be_shorter_than_training_sessions():
+    data = simulate(users=3, sessions=2, test_sessions=2, actions_per_session=60, test_actions_per_session=6,
+                    seed=4)
+    train = data.train.groupby(c.SESSION_ID).size().median()
+    test = data.test.groupby(c.SESSION_ID).size().median()
+    assert test < train / 4
