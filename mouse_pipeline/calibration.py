@@ -43,6 +43,7 @@ from mouse_pipeline.error_stats import ClaimScores, Interval, bootstrap_interval
 from mouse_pipeline.features import FeatureConfig, extract_features
 from mouse_pipeline.figures import png_bytes, pyplot
 from mouse_pipeline.fusion import FUSIONS, best_users, fuse
+from mouse_pipeline.modelling import fit_quietly
 from mouse_pipeline.prefixes import DEFAULT_ACTION_COUNTS, action_counts, prefix_scores, reached_counts
 from mouse_pipeline.verification import (
     UNKNOWN_MODES, ErrorRates, ScoringRule, det_curve_png, error_rates,
@@ -91,7 +92,7 @@ def class_positions(model, classes: np.ndarray) -> np.ndarray:
 
 
 def _fit(build: Callable[[], object], X: pd.DataFrame, y: np.ndarray):
-    return clone(build()).fit(X, y)
+    return fit_quietly(clone(build()), X, y)
 
 
 def fit_fold_models(table: pd.DataFrame, columns: Sequence[str], build: Callable[[], object], folds: pd.Series,

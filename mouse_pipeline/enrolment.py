@@ -25,7 +25,7 @@ import pandas as pd
 
 from mouse_pipeline import contract as c
 from mouse_pipeline.selection_settings import SelectionSettings
-from mouse_pipeline.validation import RuleResult
+from mouse_pipeline.validation import RuleResult, enough_events_per_user
 
 #: Separates a session id from its block number in a pseudo-session id.
 BLOCK_SEPARATOR = "#"
@@ -44,18 +44,6 @@ def events_per_user(events: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(
         {"sessions": grouped[c.SESSION_ID].nunique(), "events": grouped.size()}
     ).rename_axis(c.USER_ID).reset_index()
-
-
-def enough_events_per_user(events: pd.DataFrame, min_events: int) -> RuleResult:
-    """Every user has at least ``min_events`` events (in any number of sessions).
-
-    Offenders: one row per user below the minimum (``user_id``, ``sessions``,
-    ``events``). Unlike a rule on sessions, one long session is enough.
-    """
-    counts = events_per_user(events)
-    bad = counts[counts["events"] < min_events].reset_index(drop=True)
-    return RuleResult(bad.empty, bad, {"users": len(counts), "users_below_minimum": len(bad),
-                                       "min_events_per_user": min_events})
 
 
 @dataclass(frozen=True)

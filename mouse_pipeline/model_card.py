@@ -9,6 +9,7 @@ which feature families, the champion relies on at session level.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,6 +19,7 @@ from sklearn.metrics import f1_score
 from mouse_pipeline import contract as c
 from mouse_pipeline.enrolment import Enrolment
 from mouse_pipeline.evaluation import predicted_users, session_probabilities
+from mouse_pipeline.modelling import fit_quietly
 from mouse_pipeline.features.families import FAMILIES, family_kind, feature_family, parse_families
 from mouse_pipeline.selection import Choice, FeatureSet, SelectionResult, session_folds, setting_name
 
@@ -82,8 +84,8 @@ def _fold_drops(choice: Choice, fs: FeatureSet, folds: pd.Series, fold: int, gro
     columns = list(choice.columns)
     table_fold = folds.loc[fs.table[c.SESSION_ID].astype(str)].to_numpy()
     train = fs.table[table_fold != fold]
-    model = choice.build(settings.random_state).fit(train[columns].to_numpy(np.float64),
-                                                    train[c.USER_ID].astype(str).to_numpy())
+    model = fit_quietly(choice.build(settings.random_state), train[columns].to_numpy(np.float64),
+                        train[c.USER_ID].astype(str).to_numpy())
     units = fs.scoring[c.SESSION_ID].astype(str).to_numpy()
     held_units = np.unique(units[folds.loc[fs.scored_session.loc[units]].to_numpy() == fold])
     per_unit = pd.Series(units).value_counts()
@@ -148,8 +150,11 @@ def card_metrics(result: SelectionResult, enrolment: Enrolment) -> dict[str, flo
 # --- The Markdown ----------------------------------------------------------------------------------
 
 def render_model_card(result: SelectionResult, enrolment: Enrolment, importance: pd.DataFrame,
-                      top_features: int = 20, top_candidates: int = 5) -> ModelCard:
-    """The card as Markdown, every number taken from :func:`card_metrics`."""
+                      top_features: int = 20, top_candidates: int = 5, verification: Mapping[str, float] | None = None,
+                      per_user: pd.DataFrame | None = None, worst_users: int = 5) -> ModelCard:
+    """The card as Markdown, every number taken from :func:`card_metrics` or, for the verification
+    section, from ``verification`` (the calibration's MLflow metrics) and ``per_user`` (each user's EER
+    and AUC as the claimed user, worst first)."""
     m = card_metrics(result, enrolment)
     sections = [
         _header(result),
@@ -158,9 +163,36 @@ def render_model_card(result: SelectionResult, enrolment: Enrolment, importance:
         _scores_section(result, m),
         _ablation_section(m),
         _importance_section(importance, top_features, result.settings),
-        _promises_section(m, result),
     ]
+    if verification is not None:
+        sections.append(_verification_section(verification, per_user, worst_users))
+    sections.append(_promises_section(m, result))
     return ModelCard("\n\n".join(sections) + "\n", m)
+
+
+def _verification_section(v: Mapping[str, float], per_user: pd.DataFrame | None, worst: int) -> str:
+    lines = [
+        "## Verification: is this the claimed user?",
+        "Out of fold, every session against its true user and every other user, scores fused over the session:",
+        "",
+        "| measure | value | 95 % interval (bootstrap over users) |",
+        "| --- | --- | --- |",
+        f"| equal error rate | {_f(v['verification_eer'])} | {_f(v['verification_eer_ci95_low'])} - "
+        f"{_f(v['verification_eer_ci95_high'])} |",
+        f"| ROC AUC | {v['verification_auc']:.4f} | {v['verification_auc_ci95_low']:.4f} - "
+        f"{v['verification_auc_ci95_high']:.4f} |",
+        f"| false-reject rate at 1 % false accepts | {_f(v['verification_frr_at_far1'])} | |",
+        f"| known users' sessions called `unknown` | {_f(v['unknown_false_rate'])} | |",
+        f"| unknown users' sessions called `unknown` (users left out) | {_f(v['unknown_detection_rate'])} | |",
+        "",
+        f"Spread over users: median user EER {_f(v['verification_eer_median_user'])}, worst "
+        f"{_f(v['verification_eer_worst_user'])}, Gini coefficient {_f(v['verification_eer_gini'])} "
+        "(0: every user equally well verified).",
+    ]
+    if per_user is not None and len(per_user):
+        lines += ["", f"The {min(worst, len(per_user))} hardest users to verify:", "",
+                  _markdown_table(per_user.head(worst).round(4))]
+    return "\n".join(lines)
 
 
 def _f(value: float) -> str:

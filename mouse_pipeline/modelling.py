@@ -10,15 +10,16 @@ argmax, as in production.
 
 from __future__ import annotations
 
+import warnings
+
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from sklearn.base import clone
 from sklearn.ensemble import ExtraTreesClassifier, HistGradientBoostingClassifier, VotingClassifier
 from sklearn.feature_selection import SelectFromModel, VarianceThreshold
-from sklearn.model_selection import BaseCrossValidator, ParameterGrid, cross_val_predict
+from sklearn.model_selection import BaseCrossValidator, cross_val_predict
 from sklearn.neural_network import MLPClassifier
 from sklearn.pipeline import FeatureUnion, Pipeline
 from sklearn.preprocessing import FunctionTransformer, KBinsDiscretizer, OneHotEncoder, StandardScaler
@@ -127,6 +128,15 @@ def build_pipeline(family: str, params: dict, random_state: int = 0, feature_sel
                      ("classifier", clf)])
 
 
+def fit_quietly(model: Pipeline, X, y) -> Pipeline:
+    """Fit, without two warnings that are expected here: the MLP's batch size clipped to a small
+    training set, and quantile bins merged on a column with few distinct values."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Got `batch_size` less than 1 or larger than sample size")
+        warnings.filterwarnings("ignore", message="Bins whose width are too small")
+        return model.fit(X, y)
+
+
 def quantile_bins(bins: int, random_state: int = 0) -> Pipeline:
     """One-hot quantile bins of every column (ordinal bins, then one-hot: no dtype object to trust when
     the model is loaded with skops, unlike ``KBinsDiscretizer(encode="onehot-dense")``)."""
@@ -156,41 +166,6 @@ def preprocessing_steps() -> list[tuple[str, object]]:
     ]
 
 
-@dataclass(frozen=True)
-class TrainingSettings:
-    """Hyperparameters of the MLP grid and the estimators compared with it."""
-
-    hidden_layer_sizes: tuple[tuple[int, ...], ...] = ((50,), (40, 30), (128,))
-    alpha: tuple[float, ...] = (0.01, 1.0)
-    learning_rate_init: float = 1e-3
-    max_iter: int = 2000
-    early_stopping: bool = False
-    random_state: int = 0
-    n_splits: int = 6
-    compare: tuple[str, ...] = ("extra_trees",)
-
-    def candidates(self) -> list[Candidate]:
-        """The MLP grid (``hidden_layer_sizes`` x ``alpha``), then the compared estimators."""
-        grid = ParameterGrid(
-            {"hidden_layer_sizes": [tuple(h) for h in self.hidden_layer_sizes], "alpha": list(self.alpha)}
-        ) if self.hidden_layer_sizes and self.alpha else []
-        out = []
-        for p in grid:
-            params = dict(p, learning_rate_init=self.learning_rate_init, max_iter=self.max_iter,
-                          early_stopping=self.early_stopping)
-            hidden = "x".join(map(str, p["hidden_layer_sizes"]))
-            out.append(Candidate(f"mlp_{hidden}_alpha{p['alpha']:g}", "mlp", params))
-        defaults = {
-            "extra_trees": {"n_estimators": 500},
-            "hist_gradient_boosting": {"max_iter": 150, "learning_rate": 0.1},
-        }
-        for family in self.compare:
-            out.append(Candidate(family, family, defaults[family]))
-        if not out:
-            raise ValueError("no candidate: give an MLP grid or estimators to compare")
-        return out
-
-
 @dataclass
 class CrossValidation:
     """Out-of-fold result of one candidate."""
@@ -214,24 +189,6 @@ def cross_validate(
     by_session = session_probabilities(proba, classes, groups)
     truth = pd.Series(y, index=groups).groupby(level=0).first().loc[by_session.index]
     return CrossValidation(candidate, classes, by_session, truth, session_scores(truth, by_session))
-
-
-def select_model(
-    X: np.ndarray, y: np.ndarray, groups: np.ndarray, settings: TrainingSettings, n_jobs: int = 1,
-) -> list[CrossValidation]:
-    """Cross-validate every candidate; best first by session macro-F1 (ties: grid order)."""
-    cv = SessionPerUserKFold(settings.n_splits, settings.random_state)
-    results = [
-        cross_validate(cand, X, y, groups, cv, settings.random_state, n_jobs)
-        for cand in settings.candidates()
-    ]
-    order = sorted(range(len(results)), key=lambda i: (-results[i].scores["macro_f1"], i))
-    return [results[i] for i in order]
-
-
-def fit_final(candidate: Candidate, X: np.ndarray, y: np.ndarray, random_state: int = 0) -> Pipeline:
-    """Fit the chosen candidate on every training row."""
-    return clone(candidate.build(random_state)).fit(X, y)
 
 
 @dataclass(frozen=True)

@@ -26,8 +26,7 @@ from __future__ import annotations
 import json
 import math
 import time
-import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -43,7 +42,7 @@ from mouse_pipeline.features import FeatureConfig, extract_features, feature_col
 from mouse_pipeline.features.actions import action_starts
 from mouse_pipeline.features.families import BEHAVIOUR, ENVIRONMENT, select_columns
 from mouse_pipeline.features.segments import sort_events
-from mouse_pipeline.modelling import Candidate, CrossValidation, SessionPerUserKFold
+from mouse_pipeline.modelling import Candidate, CrossValidation, SessionPerUserKFold, fit_quietly
 from mouse_pipeline.selection_settings import SelectionSettings
 
 _SCORES = ("macro_f1", "accuracy", "top3_accuracy", "log_loss")
@@ -150,15 +149,20 @@ def chunk_plan(events: pd.DataFrame, settings: SelectionSettings) -> dict[str, i
 
 
 def featurise(events: pd.DataFrame, configs: Sequence[FeatureConfig],
-              settings: SelectionSettings = SelectionSettings()) -> list[FeatureSet]:
-    """Featurise ``events`` once per setting (plus the chunked view when scoring in chunks)."""
+              settings: SelectionSettings = SelectionSettings(),
+              extract: Callable[[pd.DataFrame, FeatureConfig], pd.DataFrame] = extract_features) -> list[FeatureSet]:
+    """Featurise ``events`` once per setting (plus the chunked view when scoring in chunks).
+
+    ``extract`` computes one feature table (default: the pandas engine,
+    :func:`~mouse_pipeline.features.extract_features`; the Spark engine gives the same tables).
+    """
     pieces = chunk_plan(events, settings)
     chunked = split_sessions(events, pieces, CHUNK_SEPARATOR) if pieces else None
     chunk_of = {f"{s}{CHUNK_SEPARATOR}{k}": s for s, n in pieces.items() for k in range(1, n + 1)}
     out = []
     for config in configs:
-        table = extract_features(events, config)
-        scoring = table if chunked is None else extract_features(chunked, config)
+        table = extract(events, config)
+        scoring = table if chunked is None else extract(chunked, config)
         units = scoring[c.SESSION_ID].drop_duplicates().astype(str)
         sessions = units.map(chunk_of).fillna(units)
         out.append(FeatureSet(config, table, scoring, pd.Series(sessions.to_numpy(), index=units.to_numpy()),
@@ -221,7 +225,7 @@ def _score_fold(candidate: Candidate, random_state: int, X: np.ndarray, y: np.nd
                 X_held: np.ndarray, held: np.ndarray, units: np.ndarray, classes: np.ndarray):
     """Fit on ``train`` rows, average held-out window probabilities per unit; (proba frame, seconds)."""
     started = time.perf_counter()
-    model = _fit_quietly(candidate.build(random_state), X[train], y[train])
+    model = fit_quietly(candidate.build(random_state), X[train], y[train])
     proba = np.zeros((len(held), len(classes)))
     proba[:, np.searchsorted(classes, model.classes_)] = model.predict_proba(X_held[held])
     return session_probabilities(proba, classes, units[held]), time.perf_counter() - started
@@ -380,16 +384,8 @@ class SelectionResult:
 
 def fit_choice(choice: Choice, features: pd.DataFrame, random_state: int = 0) -> Pipeline:
     """Fit a choice on a feature table; the model's ``feature_names_in_`` are its columns."""
-    return _fit_quietly(choice.build(random_state), features[list(choice.columns)],
+    return fit_quietly(choice.build(random_state), features[list(choice.columns)],
                         features[c.USER_ID].astype(str).to_numpy())
-
-
-def _fit_quietly(model: Pipeline, X, y) -> Pipeline:
-    """Fit, without the MLP's warning that its batch size is clipped to a small training set."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Got `batch_size` less than 1 or larger than sample size")
-        warnings.filterwarnings("ignore", message="Bins whose width are too small")
-        return model.fit(X, y)
 
 
 def session_folds(feature_sets: Sequence[FeatureSet], settings: SelectionSettings) -> pd.Series:

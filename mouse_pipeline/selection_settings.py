@@ -10,8 +10,49 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from mouse_pipeline.features import FeatureConfig
 from mouse_pipeline.features.families import ALL, parse_families
 from mouse_pipeline.modelling import Candidate
+
+#: Window size or unit left to model selection.
+AUTO = "auto"
+WINDOW_UNITS = ("events", "actions")
+
+
+@dataclass(frozen=True)
+class FeaturePlan:
+    """Which feature settings model selection may use: every planned one, or one pinned setting.
+
+    ``pinned`` is None when the window size is ``auto`` (then
+    :func:`~mouse_pipeline.selection.plan_feature_settings` offers whole
+    sessions and windows in each of ``window_units``); otherwise it is the
+    only setting, e.g. ``MOUSE_WINDOW_SIZE=20 MOUSE_WINDOW_UNIT=actions``.
+    """
+
+    pinned: FeatureConfig | None
+    window_units: tuple[str, ...]
+    pause_ms: float
+
+    @classmethod
+    def parse(cls, window_size: str | int | None, window_unit: str = AUTO, pause_ms: float = 2000.0) -> "FeaturePlan":
+        """From the ``MOUSE_WINDOW_SIZE`` / ``MOUSE_WINDOW_UNIT`` values (ValueError naming a bad one)."""
+        unit = str(window_unit).strip().lower() or AUTO
+        if unit not in (AUTO, *WINDOW_UNITS):
+            raise ValueError(f"MOUSE_WINDOW_UNIT={window_unit!r}: choose auto, events or actions")
+        size = AUTO if window_size is None else str(window_size).strip().lower() or AUTO
+        if size != AUTO and not (size.isdigit()):
+            raise ValueError(f"MOUSE_WINDOW_SIZE={window_size!r}: expected auto or a whole number >= 0")
+        units = WINDOW_UNITS if unit == AUTO else (unit,)
+        if size == AUTO:
+            return cls(None, units, float(pause_ms))
+        pinned = FeatureConfig(int(size), "events" if unit == AUTO else unit, float(pause_ms))  # type: ignore[arg-type]
+        return cls(pinned, units, float(pause_ms))
+
+    def describe(self) -> str:
+        if self.pinned is None:
+            return f"auto: whole sessions and windows in {' and '.join(self.window_units)}, chosen by CV"
+        return f"pinned: {self.pinned.window_size} {self.pinned.window_unit}" if self.pinned.window_size else \
+            "pinned: whole sessions"
 
 
 @dataclass(frozen=True)

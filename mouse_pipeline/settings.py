@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from mouse_pipeline.features import FeatureConfig
+from mouse_pipeline.features.families import ALL, parse_families
+from mouse_pipeline.selection_settings import AUTO, FeaturePlan
 from mouse_pipeline.spark_engine import DEFAULT_MASTER, ENGINES
 
 #: The variable MLflow itself reads for its tracking URI (it may hold a password).
@@ -55,9 +57,15 @@ class Settings:
                                 "`$MOUSE_DATA_DIR/landing`")
     settle_seconds: float = _setting("MOUSE_SETTLE_SECONDS", 0.0, "a dropped file is read once its size and time "
                                      "have not changed for this long (0: two sensor intervals)", "`0`")
-    window_size: int = _setting("MOUSE_WINDOW_SIZE", _FEATURES.window_size,
-                                "cut sessions into windows of this many units (0: one row per session)")
-    window_unit: str = _setting("MOUSE_WINDOW_UNIT", _FEATURES.window_unit, "`events` or `actions`")
+    window_size: str = _setting("MOUSE_WINDOW_SIZE", AUTO, "`auto`: model selection compares whole sessions and "
+                                "window sizes that follow the data, and keeps the best; a number pins one setting "
+                                "(`0`: whole sessions, `N`: windows of N units)", "`auto`")
+    window_unit: str = _setting("MOUSE_WINDOW_UNIT", AUTO, "unit of windows: `events`, `actions`, or `auto` (both "
+                                "compared; `events` when the size is pinned)", "`auto`")
+    feature_families: str = _setting("MOUSE_FEATURE_FAMILIES", ALL, "feature families the models train on: `all`, "
+                                     "`behaviour`, `environment`, or family names joined by commas", "`all`")
+    min_events_per_user: int = _setting("MOUSE_MIN_EVENTS_PER_USER", 100, "a user with fewer training events is left "
+                                        "out of training (named in `enough_events_per_user`)")
     pause_ms: float = _setting("MOUSE_PAUSE_MS", _FEATURES.pause_ms, "a pause longer than this (ms) splits an "
                                "action")
     engine: str = _setting("MOUSE_ENGINE", ENGINES[0], "feature engine: `pandas` (in process) or `spark` (needs the "
@@ -119,7 +127,8 @@ class Settings:
         """Raise ValueError for values no step could use."""
         if self.engine not in ENGINES:
             raise ValueError(f"MOUSE_ENGINE={self.engine!r}: choose one of {', '.join(ENGINES)}")
-        self.feature_config()  # window unit and pause
+        FeaturePlan.parse(self.window_size, self.window_unit, self.pause_ms)
+        parse_families(self.feature_families)
 
     # Derived values -------------------------------------------------------------------------
 
@@ -146,8 +155,9 @@ class Settings:
     def schedule_on(self) -> bool:
         return self.retrain_schedule.strip().lower() in _SWITCH_ON
 
-    def feature_config(self) -> FeatureConfig:
-        return FeatureConfig(self.window_size, self.window_unit, self.pause_ms)  # type: ignore[arg-type]
+    def feature_plan(self) -> FeaturePlan:
+        """The feature settings model selection may use (all planned ones, or the one pinned)."""
+        return FeaturePlan.parse(self.window_size, self.window_unit, self.pause_ms)
 
 
 def _settings_fields():

@@ -237,7 +237,8 @@ def champion_version(client: MlflowClient, name: str, alias: str = CHAMPION):
 
 
 #: Metrics of a model's run without which scoring cannot use it (the calibrated thresholds included).
-REQUIRED_METRICS: tuple[str, ...] = ("cv_macro_f1", "verification_threshold", "unknown_threshold")
+REQUIRED_METRICS: tuple[str, ...] = ("cv_macro_f1", "verification_threshold", "unknown_threshold",
+                                     "unknown_false_rate")
 
 
 class IncompleteModel(LookupError):

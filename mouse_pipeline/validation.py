@@ -46,9 +46,10 @@ class RuleSettings:
 
     Attributes
     ----------
-    min_sessions_per_user:
-        ``enough_sessions_per_user`` fails for a user with fewer sessions
-        (cross-validation needs 2).
+    min_events_per_user:
+        ``enough_events_per_user`` fails (and warns) for a user with fewer
+        events, in any number of sessions: that user is left out of training
+        (see :mod:`mouse_pipeline.enrolment`).
     min_balance_ratio:
         ``users_balanced`` fails when the smallest user has fewer than this
         share of the largest user's sessions or events.
@@ -60,7 +61,7 @@ class RuleSettings:
         not record releases (its dialect), see ``event_grammar``.
     """
 
-    min_sessions_per_user: int = 2
+    min_events_per_user: int = 100
     min_balance_ratio: float = 0.5
     max_deviating_share: float = 0.05
     min_release_share: float = 0.2
@@ -194,12 +195,14 @@ def _no_nulls(index: EventIndex, settings: RuleSettings) -> RuleResult:
     return RuleResult(not bad_rows.any(), offenders, {"rows_with_nulls": int(bad_rows.sum())})
 
 
-def _enough_sessions_per_user(index: EventIndex, settings: RuleSettings) -> RuleResult:
-    """Every user has at least ``min_sessions_per_user`` sessions (cross-validation needs 2)."""
+def _enough_events_per_user(index: EventIndex, settings: RuleSettings) -> RuleResult:
+    """Every user has at least ``min_events_per_user`` events, in any number of sessions (one long
+    session is enough: it is cut into time blocks for validation)."""
     counts = index.user_counts()
-    minimum = settings.min_sessions_per_user
-    bad = counts[counts["sessions"] < minimum].reset_index(drop=True)
-    return RuleResult(bad.empty, bad, {"users": len(counts), "users_below_minimum": len(bad), "min_sessions": minimum})
+    minimum = settings.min_events_per_user
+    bad = counts[counts["events"] < minimum].reset_index(drop=True)
+    return RuleResult(bad.empty, bad, {"users": len(counts), "users_below_minimum": len(bad),
+                                       "min_events_per_user": minimum})
 
 
 def _users_balanced(index: EventIndex, settings: RuleSettings) -> RuleResult:
@@ -310,7 +313,7 @@ class Rule:
 EVENT_RULES: dict[str, Rule] = {
     "one_user_per_session": Rule(_one_user_per_session, needs_labels=True),
     "no_nulls": Rule(_no_nulls),
-    "enough_sessions_per_user": Rule(_enough_sessions_per_user, needs_labels=True),
+    "enough_events_per_user": Rule(_enough_events_per_user, needs_labels=True),
     "users_balanced": Rule(_users_balanced, needs_labels=True),
     "event_grammar": Rule(_grammar_deviations),
 }
@@ -355,10 +358,13 @@ def sessions_per_user(events: pd.DataFrame) -> pd.DataFrame:
     return EventIndex.of(events).user_counts()
 
 
-def enough_sessions_per_user(events: pd.DataFrame, min_sessions: int = 2) -> RuleResult:
-    """Every user has at least ``min_sessions`` sessions (cross-validation needs 2)."""
-    settings = RuleSettings(min_sessions_per_user=min_sessions)
-    return event_rules(events, settings, names=["enough_sessions_per_user"])["enough_sessions_per_user"]
+def enough_events_per_user(events: pd.DataFrame, min_events: int = 100) -> RuleResult:
+    """Every user has at least ``min_events`` events, in any number of sessions.
+
+    Offenders: one row per user below the minimum (``user_id``, ``sessions``, ``events``).
+    """
+    settings = RuleSettings(min_events_per_user=min_events)
+    return event_rules(events, settings, names=["enough_events_per_user"])["enough_events_per_user"]
 
 
 def users_balanced(events: pd.DataFrame, min_ratio: float = 0.5) -> RuleResult:

@@ -73,22 +73,29 @@ def spark_session():
 #: What the retrain job materialises.
 ALL_ASSETS = {
     "raw_train_events", "raw_test_events", "rejected_train_events", "rejected_test_events",
-    "rejected_events", "train_session_features", "test_session_features", "feature_matrix",
-    "user_identifier", "model_evaluation", "predictions", "verification_calibration", "verification", "champion",
+    "rejected_events", "enrolled_training_events", "train_session_features", "test_session_features",
+    "feature_matrix", "user_identifier", "model_evaluation", "predictions", "verification_calibration",
+    "model_card", "verification", "champion",
 }
 EXPLORATION_ASSETS = {"event_profile", "user_plots"}
 BATCH_ASSETS = {"batch_events", "rejected_batch_events", "batch_session_features"}
-#: A small, fast training configuration for tests.
-FAST_TRAINING = {"hidden_layer_sizes": [[24]], "alpha": [0.01], "max_iter": 400, "n_splits": 4,
-                 "compare_estimators": [], "n_jobs": 1}
-FAST_CONFIG = {"ops": {"user_identifier": {"config": FAST_TRAINING},
-                       "verification_calibration": {"config": {"n_jobs": 1}}}}
+#: A small, fast model selection for tests (ModelSelectionResource fields): one MLP, one ExtraTrees, one
+#: window size per unit, four folds raced at once.
+FAST_SELECTION = {"n_splits": 4, "first_round_folds": 4, "mlp_hidden_layer_sizes": [[24]], "mlp_alpha": [0.01],
+                  "mlp_max_iter": 300, "extra_trees_n_estimators": 60, "hist_gradient_boosting": False,
+                  "sizes_per_unit": 1, "bootstrap_resamples": 200, "importance_repeats": 1, "n_jobs": 1}
+FAST_CONFIG = {"ops": {"verification_calibration": {"config": {"n_jobs": 1, "unknown_groups": 2,
+                                                               "open_set_folds": 2, "n_resamples": 200}}}}
+#: FAST_CONFIG plus the fast model selection, for runs whose resources come from the environment (the CLI).
+FAST_RUN_CONFIG = {**FAST_CONFIG, "resources": {"model_selection": {"config": FAST_SELECTION}}}
 
 
-def pipeline_resources(tmp_path: Path, train="", test="", claims="", **feature) -> dict:
-    """Resources of a pipeline writing under ``tmp_path/data`` with its own MLflow store."""
+def pipeline_resources(tmp_path: Path, train="", test="", claims="", selection: dict | None = None,
+                       **feature) -> dict:
+    """Resources of a pipeline writing under ``tmp_path/data`` with its own MLflow store and a fast
+    model selection (:data:`FAST_SELECTION`, updated by ``selection``)."""
     from mouse_pipeline.defs.resources import (
-        FeatureEngineResource, MlflowResource, MouseDataResource, ValidationLimitsResource,
+        FeatureEngineResource, MlflowResource, ModelSelectionResource, MouseDataResource, ValidationLimitsResource,
     )
 
     data_dir = str(tmp_path / "data")
@@ -96,6 +103,7 @@ def pipeline_resources(tmp_path: Path, train="", test="", claims="", **feature) 
         "mouse_data": MouseDataResource(data_dir=data_dir, train_csv=str(train), test_csv=str(test),
                                         claims_csv=str(claims)),
         "feature_engine": FeatureEngineResource(**feature),
+        "model_selection": ModelSelectionResource(**{**FAST_SELECTION, **(selection or {})}),
         "validation_limits": ValidationLimitsResource(),
         "mlflow_tracking": MlflowResource(data_dir=data_dir, tracking_uri=f"sqlite:///{tmp_path}/mlflow.db"),
     }

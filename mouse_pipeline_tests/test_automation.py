@@ -18,9 +18,10 @@ import pytest
 from mouse_pipeline import contract as c
 from mouse_pipeline.cli import main as cli_main
 from mouse_pipeline.definitions import build_definitions
+from mouse_pipeline.defs.features.assets import table_config
 from mouse_pipeline.defs import file_cursor
 from mouse_pipeline.defs.prediction.inbox import inbox_sensor
-from mouse_pipeline.defs.resources import FeatureEngineResource, MouseDataResource
+from mouse_pipeline.defs.resources import MouseDataResource
 from mouse_pipeline.outputs import read_manifest
 from mouse_pipeline.defs.retrain import retrain_schedule
 from mouse_pipeline.settings import Settings
@@ -30,6 +31,7 @@ from mouse_pipeline_tests.conftest import (
     BATCH_ASSETS,
     EXPLORATION_ASSETS,
     FAST_CONFIG,
+    FAST_RUN_CONFIG,
     materialized,
     pipeline_resources,
     run_assets,
@@ -58,17 +60,15 @@ def test_retrain_job_covers_ingestion_to_predictions(trained):
     assert not (trained["tmp"] / "data" / "predictions" / "verification.csv").exists()  # no claims given
 
 
-def test_predictions_use_the_champions_feature_settings(trained):
-    """Changed window settings after training do not feed the champion windows it never saw."""
-    res = dict(trained["resources"])
-    res["feature_engine"] = FeatureEngineResource(window_size=40)  # the champion was trained on whole sessions
-    defs = build_definitions(res)
-    result = run_assets(defs, "key:test_session_features or key:predictions")
-    assert result.success
-    windows = result.output_for_node("test_session_features")
-    assert windows.groupby(c.SESSION_ID).size().max() > 1  # the current settings cut windows
-    sessions = result.output_for_node("predictions")
-    assert (sessions["n_windows"] == 1).all()  # ...but the champion scored whole sessions
+def test_test_features_and_predictions_use_the_feature_setting_model_selection_chose(trained):
+    """The test file is featurised as the trained model chose (not by a resource setting), and the
+    champion scores every window of it."""
+    model = trained["result"].output_for_node("user_identifier")
+    test = trained["result"].output_for_node("test_session_features")
+    assert table_config(test) == model.feature_config
+    sessions = trained["result"].output_for_node("predictions").set_index(c.SESSION_ID)["n_windows"]
+    windows = test.groupby(c.SESSION_ID).size()
+    assert sessions.sort_index().tolist() == windows.sort_index().tolist()
 
 
 def test_schedule_is_weekly_stopped_by_default_and_configurable(monkeypatch, trained):
@@ -304,7 +304,7 @@ def test_two_concurrent_runs_on_one_fresh_data_folder_both_end_consistent(tmp_pa
            "MOUSE_TEST_CSV": str(small_files["test"])}
     env.pop("MLFLOW_TRACKING_URI", None)
     command = [sys.executable, "-m", "dagster_dg_cli.cli", "launch", "-m", "mouse_pipeline", "--assets",
-               "* and not group:exploration", "--config-json", json.dumps(FAST_CONFIG)]
+               "* and not group:exploration", "--config-json", json.dumps(FAST_RUN_CONFIG)]
     runs = [subprocess.Popen(command, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
             for _ in range(2)]
     outputs = [run.communicate(timeout=600)[0].decode() for run in runs]

@@ -67,6 +67,11 @@ def test_landing_sensor_registers_each_new_batch_once_settled(tmp_path, monkeypa
     assert not changed.dynamic_partitions_requests  # already a partition
 
 
+#: The training file, the test file (for the length of sessions to be scored), enrolment and the features.
+TRAINING_FEATURES = ("key:raw_train_events or key:raw_test_events or key:enrolled_training_events or "
+                     "key:train_session_features")
+
+
 def split_last_session_per_user(train: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(events of all but each user's last session, events of each user's last session)."""
     last = train.groupby(c.USER_ID)[c.SESSION_ID].max()
@@ -99,21 +104,19 @@ def test_a_batch_is_validated_and_featurised_in_its_partition_and_joins_training
     assert instance.get_materialized_partitions(dg.AssetKey("batch_session_features")) == {"batch-1.csv"}
 
     main = build_definitions(pipeline_resources(tmp_path, files["train"], files["test"]))
-    trained_on = run_assets(main, "key:raw_train_events or key:train_session_features", instance=instance)
+    trained_on = run_assets(main, TRAINING_FEATURES, instance=instance)
     assert trained_on.success
-    table = trained_on.output_for_node("train_session_features")
-    assert set(table[c.SESSION_ID]) == set(small_simulation.train[c.SESSION_ID])
-    whole = extract_features(small_simulation.train)
-    together = table.sort_values([c.SESSION_ID, "window"], ignore_index=True)
-    pd.testing.assert_frame_equal(together, whole, check_dtype=False, rtol=1e-9, atol=1e-12)
-    meta = trained_on.asset_materializations_for_node("train_session_features")[0].metadata
+    meta = trained_on.asset_materializations_for_node("enrolled_training_events")[0].metadata
     assert meta["batches"].value == 1 and meta["batch_sessions"].value == batch[c.SESSION_ID].nunique()
-
-    # Features made with other settings are not mixed in silently.
-    windows = build_definitions(pipeline_resources(tmp_path, files["train"], files["test"], window_size=40))
-    stale = run_assets(windows, "key:train_session_features", instance=instance)
-    assert not stale.success
-    assert "training batches ['batch-1.csv'] were featurised with other feature settings" in step_failure(stale)
+    # Every feature setting compared is computed on the file's and the batch's events together.
+    whole, *windows = trained_on.output_for_node("train_session_features")
+    assert whole.config.window_size == 0 and windows
+    assert set(whole.table[c.SESSION_ID]) == set(small_simulation.train[c.SESSION_ID])
+    expected = extract_features(small_simulation.train)
+    together = whole.table.sort_values([c.SESSION_ID, "window"], ignore_index=True)
+    pd.testing.assert_frame_equal(together, expected, check_dtype=False, rtol=1e-9, atol=1e-12)
+    for fs in windows:
+        assert set(fs.table[c.SESSION_ID]) == set(small_simulation.train[c.SESSION_ID])
 
 
 def test_a_batch_failing_a_blocking_check_is_not_featurised_nor_trained_on(tmp_path, small_simulation):
@@ -135,9 +138,9 @@ def test_a_batch_failing_a_blocking_check_is_not_featurised_nor_trained_on(tmp_p
     assert "mixed.csv" not in instance.get_materialized_partitions(dg.AssetKey("batch_session_features"))
 
     main = build_definitions(pipeline_resources(tmp_path))
-    trained_on = run_assets(main, "key:raw_train_events or key:train_session_features", instance=instance)
+    trained_on = run_assets(main, TRAINING_FEATURES, instance=instance)
     assert trained_on.success
-    meta = trained_on.asset_materializations_for_node("train_session_features")[0].metadata
+    meta = trained_on.asset_materializations_for_node("enrolled_training_events")[0].metadata
     assert meta["batches"].value == 0 and meta["batches_left_out"].value == "none"
 
 
@@ -154,12 +157,12 @@ def test_a_session_in_two_batches_blocks_training(tmp_path, small_simulation):
     for key in ("part-1.csv", "part-2.csv"):
         assert job.execute_in_process(partition_key=key, instance=instance).success
 
-    result = run_assets(build_definitions(pipeline_resources(tmp_path)), "key:raw_train_events or key:train_session_features "
-                 "or key:feature_matrix", instance=instance)
-    checks = {e.check_name: e for e in result.get_asset_check_evaluations()}
-    verdict = checks["train_features_one_row_per_window_all_finite"]
-    assert not verdict.passed and verdict.metadata["duplicate_windows"].value == 1
-    assert "feature_matrix" not in materialized(result)  # blocked
+    result = run_assets(build_definitions(pipeline_resources(tmp_path)), TRAINING_FEATURES, instance=instance)
+    assert not result.success
+    message = step_failure(result)
+    session = session[c.SESSION_ID].iloc[0]
+    assert f"{session} in batch part-1.csv and batch part-2.csv" in message
+    assert "train_session_features" not in materialized(result)  # nothing mixed
 
 
 def test_a_batch_corrected_into_a_bad_one_is_left_out_and_named(tmp_path, small_simulation):
@@ -180,9 +183,9 @@ def test_a_batch_corrected_into_a_bad_one_is_left_out_and_named(tmp_path, small_
     broken.to_csv(landing / "late.csv", index=False)  # the new content fails one_user_per_session
     assert not job.execute_in_process(partition_key="late.csv", instance=instance, raise_on_error=False).success
 
-    trained_on = run_assets(defs, "key:raw_train_events or key:train_session_features", instance=instance)
+    trained_on = run_assets(defs, TRAINING_FEATURES, instance=instance)
     assert trained_on.success
-    meta = trained_on.asset_materializations_for_node("train_session_features")[0].metadata
+    meta = trained_on.asset_materializations_for_node("enrolled_training_events")[0].metadata
     assert meta["batches"].value == 0 and meta["batches_left_out"].value == "late.csv"
-    table = trained_on.output_for_node("train_session_features")
-    assert set(table[c.SESSION_ID]) == set(base[c.SESSION_ID])  # the old features of the batch are gone
+    enrolled = trained_on.output_for_node("enrolled_training_events").enrolment
+    assert set(enrolled.recorded_session) == set(base[c.SESSION_ID])  # the old events of the batch are gone

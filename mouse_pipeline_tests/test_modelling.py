@@ -12,7 +12,7 @@ from mouse_pipeline.evaluation import (
 )
 from mouse_pipeline.features import FeatureConfig, extract_features
 from mouse_pipeline.modelling import (
-    SessionPerUserKFold, TrainingSettings, build_feature_matrix, fit_final, select_model, signed_log1p,
+    Candidate, SessionPerUserKFold, build_feature_matrix, cross_validate, signed_log1p,
 )
 from mouse_pipeline.prediction import label_test_rows, predict_sessions
 
@@ -99,16 +99,14 @@ def test_feature_matrix_rejects_test_features_missing_columns(matrix, small_simu
         build_feature_matrix(train, train.drop(columns=["speed_mean"]))
 
 
-def test_select_model_ranks_candidates_and_the_final_model_predicts_sessions(matrix, small_simulation):
-    settings = TrainingSettings(hidden_layer_sizes=((16,),), alpha=(0.01,), max_iter=300, n_splits=4,
-                                compare=("extra_trees",))
-    results = select_model(matrix.train, matrix.labels, matrix.sessions, settings)
-    assert [r.scores["macro_f1"] for r in results] == sorted((r.scores["macro_f1"] for r in results), reverse=True)
-    assert {r.candidate.family for r in results} == {"mlp", "extra_trees"}
-    best = results[0]
-    assert best.scores["macro_f1"] > 0.5  # 6 well-separated simulated users
-    assert len(best.session_proba) == len(set(matrix.sessions))
-    model = fit_final(best.candidate, matrix.train, matrix.labels)
+MLP = Candidate("mlp_16", "mlp", {"hidden_layer_sizes": (16,), "alpha": 0.01, "max_iter": 300})
+
+
+def test_a_cross_validated_candidate_predicts_sessions_and_labels_test_rows(matrix, small_simulation):
+    cv = cross_validate(MLP, matrix.train, matrix.labels, matrix.sessions, SessionPerUserKFold(4, 0))
+    assert cv.scores["macro_f1"] > 0.5  # 6 well-separated simulated users
+    assert len(cv.session_proba) == len(set(matrix.sessions))
+    model = MLP.build(0).fit(matrix.train, matrix.labels)
     # The pipeline's own scaler is the feature matrix's (same rows, same transform).
     assert np.allclose(model.named_steps["scale"].mean_, matrix.preprocessor.named_steps["scale"].mean_)
     test_features = extract_features(small_simulation.test, FeatureConfig(window_size=40))
@@ -126,7 +124,6 @@ def test_select_model_ranks_candidates_and_the_final_model_predicts_sessions(mat
 
 
 def test_training_is_deterministic(matrix):
-    settings = TrainingSettings(hidden_layer_sizes=((16,),), alpha=(0.01,), max_iter=200, n_splits=3, compare=())
-    a = select_model(matrix.train, matrix.labels, matrix.sessions, settings)[0]
-    b = select_model(matrix.train, matrix.labels, matrix.sessions, settings)[0]
+    a, b = (cross_validate(MLP, matrix.train, matrix.labels, matrix.sessions, SessionPerUserKFold(3, 0))
+            for _ in range(2))
     pd.testing.assert_frame_equal(a.session_proba, b.session_proba)

@@ -22,7 +22,7 @@ from mouse_pipeline_tests.conftest import (
     BATCH_ASSETS,
     EXPLORATION_ASSETS,
     FAST_CONFIG,
-    FAST_TRAINING,
+    FAST_SELECTION,
     materialized,
     pipeline_resources,
     run_assets,
@@ -40,9 +40,10 @@ def test_definitions_hold_every_asset_check_and_resource(monkeypatch, tmp_path):
     assert [s.name for s in defs.schedules] == ["weekly_retrain"]
     assert {s.name for s in defs.sensors} == {"inbox_sensor", "landing_sensor"}
     checks = {k.name for k in graph.asset_check_keys}
-    assert {"one_user_per_session", "no_nulls", "enough_sessions_per_user", "users_balanced",
+    assert {"one_user_per_session", "no_nulls", "enough_events_per_user", "users_balanced",
             "event_grammar"} <= checks
     assert build_resources()["feature_engine"].window_size == 25
+    assert build_resources()["feature_engine"].plan().pinned.window_size == 25
     assert build_resources()["mouse_data"].data_dir == str(tmp_path)
 
 
@@ -78,7 +79,7 @@ def test_ingestion_slice_on_simulated_default_data(tmp_path):
     events = result.output_for_node("train_events", "raw_train_events")
     assert events[c.SESSION_ID].nunique() == 120 and events[c.USER_ID].nunique() == 20
     checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
-    assert checks["one_user_per_session"] and checks["no_nulls"] and checks["enough_sessions_per_user"]
+    assert checks["one_user_per_session"] and checks["no_nulls"] and checks["enough_events_per_user"]
     rejected = pd.read_csv(tmp_path / "data" / "rejected_events.csv")
     assert rejected.empty and "reason" in rejected.columns
 
@@ -108,12 +109,12 @@ def test_failing_blocking_check_stops_downstream_assets(tmp_path, small_simulati
     paths = small_simulation.write(tmp_path / "sim")
     train.to_csv(paths["train"], index=False)
     defs = build_definitions(pipeline_resources(tmp_path, paths["train"], paths["test"]))
-    result = run_assets(defs, "key:raw_train_events or key:train_session_features")
+    result = run_assets(defs, "key:raw_train_events or key:enrolled_training_events")
     assert not result.success
     checks = {e.check_name: e for e in result.get_asset_check_evaluations()}
     assert not checks["one_user_per_session"].passed
     assert "raw_train_events" in materialized(result)
-    assert "train_session_features" not in materialized(result)
+    assert "enrolled_training_events" not in materialized(result)
 
 
 # The whole graph, run once on small simulated data with claims, then examined piece by piece. ----
@@ -148,7 +149,8 @@ def test_whole_graph_materialises_every_asset_and_passes_its_checks(whole_graph)
 
 def test_predictions_label_every_test_row_in_file_order(whole_graph, small_simulation):
     rows = pd.read_csv(whole_graph["out"] / "latest" / "Predicted_mouse.csv", dtype={c.USER_ID: str})
-    sessions = pd.read_csv(whole_graph["out"] / "latest" / "session_predictions.csv", dtype={c.USER_ID: str})
+    sessions = pd.read_csv(whole_graph["out"] / "latest" / "session_predictions.csv",
+                           dtype={c.USER_ID: str, "verdict": str})
     test = pd.read_csv(whole_graph["files"]["test"])
     assert list(rows.columns) == list(c.TRAIN_COLUMNS)
     assert list(rows[c.UID]) == list(test[c.UID])  # every test row, original order
@@ -171,9 +173,15 @@ def test_training_run_records_scores_settings_data_and_artifacts(whole_graph):
         assert metric in run_data.metrics
     assert run_data.tags["dagster_run_id"] == whole_graph["result"].run_id
     assert len(run_data.params["train_file_sha256"]) == 64
-    assert run_data.params["settings.hidden_layer_sizes"] == "((24,),)"
+    assert run_data.params["selection.mlp_hidden_layer_sizes"] == "((24,),)"
+    assert run_data.params["features.window_size"] == "40"  # pinned by the resource: the only setting
+    for metric in ("best_mlp_cv_macro_f1", "cv_macro_f1_behaviour_only", "cv_macro_f1_environment_only",
+                   "cv_macro_f1_ci_low", "cv_macro_f1_ci_high"):
+        assert 0 <= run_data.metrics[metric] <= 1, metric
     artifacts = {a.path for a in client.list_artifacts(trained.run_id, "evaluation")}
     assert {"evaluation/confusion_matrix.png", "evaluation/per_user_report.csv"} <= artifacts
+    top = {a.path for a in client.list_artifacts(trained.run_id)}
+    assert {"candidates.csv", "model_card.md", "features.json"} <= top
 
 
 def test_calibration_logs_error_rates_and_thresholds_to_the_models_run(whole_graph):
@@ -181,10 +189,11 @@ def test_calibration_logs_error_rates_and_thresholds_to_the_models_run(whole_gra
     client = whole_graph["client"]
     metrics = client.get_run(trained.run_id).data.metrics
     for metric in ("verification_eer", "verification_auc", "verification_far", "verification_frr",
-                   "unknown_eer", "unknown_auc", "unknown_threshold"):
-        assert 0 <= metrics[metric] <= 1
-    assert "verification/verification_det.png" in {
-        a.path for a in client.list_artifacts(trained.run_id, "verification")}
+                   "verification_eer_ci95_low", "verification_eer_ci95_high", "unknown_false_rate",
+                   "unknown_detection_rate", "unknown_threshold"):
+        assert 0 <= metrics[metric] <= 1, metric
+    assert {"verification/verification_det.png", "verification/decision_curve.png",
+            "verification/decision_curve.csv"} <= {a.path for a in client.list_artifacts(trained.run_id, "verification")}
 
 
 def test_claims_are_decided_and_bad_claims_kept_with_their_problem(whole_graph):
@@ -208,11 +217,22 @@ def test_registered_champion_reloads_and_predicts_like_the_model_in_memory(whole
     np.testing.assert_allclose(loaded.predict_proba(features), trained.pipeline.predict_proba(features))
 
 
+#: Model selection with one useless candidate: an MLP of one unit, one iteration, heavy regularisation.
+USELESS = {"mlp_hidden_layer_sizes": [[1]], "mlp_max_iter": 1, "mlp_alpha": [100.0], "mlp_bins": 0,
+           "extra_trees_max_features": [], "feature_selection": "none"}
+
+
+def with_selection(resources: dict, **selection) -> dict:
+    """``resources`` with a fast model selection changed by ``selection``."""
+    from mouse_pipeline.defs.resources import ModelSelectionResource
+
+    return {**resources, "model_selection": ModelSelectionResource(**{**FAST_SELECTION, **selection})}
+
+
 def test_a_much_worse_model_is_registered_without_the_champion_alias(whole_graph):
-    worse = {"ops": {"user_identifier": {"config": {**FAST_TRAINING, "hidden_layer_sizes": [[1]],
-                                                     "max_iter": 1, "alpha": [100.0]}}}}
-    again = run_assets(whole_graph["defs"], "key:user_identifier or key:verification_calibration or key:champion",
-                       worse, whole_graph["instance"])
+    worse = build_definitions(with_selection(whole_graph["resources"], **USELESS))
+    again = run_assets(worse, "key:user_identifier or key:verification_calibration or key:model_card or "
+                       "key:champion", FAST_CONFIG, whole_graph["instance"])
     assert again.success
     gate = again.output_for_node("champion")
     assert gate.version == "2" and not gate.promoted
@@ -231,7 +251,8 @@ def test_settings_are_read_from_the_environment_once(monkeypatch):
     monkeypatch.setenv("MOUSE_WINDOW_SIZE", "12")
     monkeypatch.setenv("MOUSE_RETRAIN_SCHEDULE", "on")
     settings = Settings.from_env()
-    assert settings.window_size == 12 and settings.schedule_on
+    assert settings.window_size == "12" and settings.schedule_on
+    assert settings.feature_plan().pinned.window_size == 12
     monkeypatch.setenv("MOUSE_WINDOW_SIZE", "ten")
     with pytest.raises(ValueError, match="MOUSE_WINDOW_SIZE='ten'"):
         Settings.from_env()
@@ -247,9 +268,8 @@ def test_a_champion_of_other_data_is_handed_over_or_refused_never_served(tmp_pat
                       "* and not group:exploration", FAST_CONFIG, instance).success
     defs = build_definitions(pipeline_resources(tmp_path, other["train"], other["test"]))
 
-    useless = {"ops": {**FAST_CONFIG["ops"], "user_identifier": {"config": {
-        **FAST_TRAINING, "hidden_layer_sizes": [[1]], "max_iter": 1, "alpha": [100.0]}}}}
-    refused = run_assets(defs, "* and not group:exploration", useless, instance)
+    useless = build_definitions(with_selection(pipeline_resources(tmp_path, other["train"], other["test"]), **USELESS))
+    refused = run_assets(useless, "* and not group:exploration", FAST_CONFIG, instance)
     assert not refused.success
     gate = refused.output_for_node("champion")
     assert not gate.promoted and "failed validation" in gate.message
@@ -265,15 +285,15 @@ def test_a_champion_of_other_data_is_handed_over_or_refused_never_served(tmp_pat
 
 
 @pytest.mark.parametrize("stored, asset", [("tables/raw_train_events", "raw_train_events"),
-                                           ("storage/feature_matrix", "feature_matrix")])
+                                           ("storage/train_session_features", "train_session_features")])
 def test_a_corrupt_stored_value_fails_with_one_line_naming_the_file_and_the_asset(tmp_path, small_files, stored,
                                                                                    asset):
     defs = build_definitions(pipeline_resources(tmp_path, small_files["train"], small_files["test"]))
     instance = dg.DagsterInstance.ephemeral()
-    assert run_assets(defs, "+key:feature_matrix", instance=instance).success
+    assert run_assets(defs, "+key:train_session_features", instance=instance).success
     path = next((tmp_path / "data" / stored).iterdir())
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])  # truncated, as by a full disk or a kill
-    failed = run_assets(defs, "key:train_session_features or key:user_identifier", FAST_CONFIG, instance)
+    failed = run_assets(defs, "key:enrolled_training_events or key:user_identifier", FAST_CONFIG, instance)
     assert not failed.success
     message = step_failure(failed).splitlines()[0]
     assert str(path) in message and f"materialise {asset} again" in message

@@ -61,7 +61,7 @@ def test_default_simulation_passes_every_error_check():
     events = read_events_frame(simulate())
     assert v.one_user_per_session(events).passed
     assert v.no_nulls(events).passed
-    assert v.enough_sessions_per_user(events).passed
+    assert v.enough_events_per_user(events).passed
     assert v.users_balanced(events, 0.5).passed
 
 

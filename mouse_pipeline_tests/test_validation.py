@@ -35,7 +35,7 @@ def test_rules_on_the_real_training_file(kaggle_train):
     events = read_events(kaggle_train, labelled=True).events
     assert v.one_user_per_session(events).passed
     assert v.no_nulls(events).passed
-    assert v.enough_sessions_per_user(events).passed
+    assert v.enough_events_per_user(events).passed
     assert v.users_balanced(events, 0.5).passed
     grammar = v.grammar_deviations(events)
     assert grammar.passed  # the logger never records releases: its dialect, not 117 deviating sessions
@@ -48,7 +48,7 @@ def test_rules_on_the_real_training_file(kaggle_train):
 def test_good_frame_passes_every_rule():
     assert v.one_user_per_session(GOOD).passed
     assert v.no_nulls(GOOD).passed
-    assert v.enough_sessions_per_user(GOOD).passed
+    assert v.enough_events_per_user(GOOD, 1).passed
     assert v.users_balanced(GOOD, 0.5).passed
     assert v.grammar_deviations(GOOD).passed
 
@@ -72,11 +72,14 @@ def test_nulls_and_blanks_are_found_per_column():
     assert result.summary["rows_with_nulls"] == 3
 
 
-def test_user_with_one_session_is_named():
+def test_user_with_too_few_events_is_named_whatever_their_sessions():
     bad = pd.concat([GOOD, frame([("s9", "lonely", 1, 2)])], ignore_index=True)
-    result = v.enough_sessions_per_user(bad, 2)
+    result = v.enough_events_per_user(bad, 2)
     assert not result.passed
     assert list(result.offenders[c.USER_ID]) == ["lonely"]
+    assert result.offenders[["sessions", "events"]].values.tolist() == [[1, 1]]
+    one_long_session = pd.concat([GOOD, frame([("s9", "lonely", t, 2) for t in range(5)])], ignore_index=True)
+    assert v.enough_events_per_user(one_long_session, 2).passed
 
 
 def test_imbalance_below_the_ratio_is_flagged():
@@ -119,7 +122,7 @@ def test_a_log_without_releases_is_read_in_its_dialect():
 # --- The one-pass rules equal the straightforward definitions -----------------------------------
 
 
-def reference_rules(events, min_sessions=2, min_ratio=0.5):
+def reference_rules(events, min_events=20, min_ratio=0.5):
     """The rules as first written with groupby (events sorted by session and time for the grammar)."""
     out = {}
     users = events.groupby(c.SESSION_ID, sort=True)[c.USER_ID].agg(["nunique", "unique"])
@@ -136,10 +139,10 @@ def reference_rules(events, min_sessions=2, min_ratio=0.5):
                        {"rows_with_nulls": int(bad_rows.sum())})
     grouped = events.groupby(c.USER_ID, sort=True)
     counts = pd.DataFrame({"sessions": grouped[c.SESSION_ID].nunique(), "events": grouped.size()})
-    low = counts[counts["sessions"] < min_sessions]
-    out["enough_sessions_per_user"] = (low.empty, list(low.index), {"users": len(counts),
-                                                                     "users_below_minimum": len(low),
-                                                                     "min_sessions": min_sessions})
+    low = counts[counts["events"] < min_events]
+    out["enough_events_per_user"] = (low.empty, list(low.index), {"users": len(counts),
+                                                                   "users_below_minimum": len(low),
+                                                                   "min_events_per_user": min_events})
     summary = {"min_ratio": min_ratio}
     unbalanced = np.zeros(len(counts), dtype=bool)
     for col in ("sessions", "events"):
@@ -204,7 +207,7 @@ def tricky_frame(seed: int) -> pd.DataFrame:
 @pytest.mark.parametrize("seed", range(12))
 def test_one_pass_rules_equal_the_groupby_definitions(seed):
     events = tricky_frame(seed)
-    results = v.event_rules(events, v.RuleSettings(min_sessions_per_user=2, min_balance_ratio=0.5))
+    results = v.event_rules(events, v.RuleSettings(min_events_per_user=20, min_balance_ratio=0.5))
     expected = reference_rules(events)
     passed, sessions, summary = expected["one_user_per_session"]
     rule = results["one_user_per_session"]
@@ -213,7 +216,7 @@ def test_one_pass_rules_equal_the_groupby_definitions(seed):
     rule = results["no_nulls"]
     assert (rule.passed, dict(zip(rule.offenders["column"], rule.offenders["missing"])), rule.summary) == (
         passed, per_column, summary)
-    for name in ("enough_sessions_per_user", "users_balanced"):
+    for name in ("enough_events_per_user", "users_balanced"):
         passed, users, summary = expected[name]
         rule = results[name]
         assert (rule.passed, list(rule.offenders[c.USER_ID]), rule.summary) == (passed, users, summary), name
@@ -247,7 +250,7 @@ def test_every_rule_in_one_call_matches_the_single_rule_functions():
     results = v.event_rules(GOOD)
     assert list(results) == list(v.EVENT_RULES)
     singles = {"one_user_per_session": v.one_user_per_session(GOOD), "no_nulls": v.no_nulls(GOOD),
-               "enough_sessions_per_user": v.enough_sessions_per_user(GOOD, 2),
+               "enough_events_per_user": v.enough_events_per_user(GOOD),
                "users_balanced": v.users_balanced(GOOD, 0.5), "event_grammar": v.grammar_deviations(GOOD)}
     for name, single in singles.items():
         assert (results[name].passed, results[name].summary) == (single.passed, single.summary)

@@ -7,7 +7,7 @@ folder. Tests build resources directly with temporary paths.
 
 Naming in this package: Dagster resources end in ``Resource``, run
 configuration classes (``dg.Config``) end in ``RunConfig``; the core's plain
-dataclasses (``FeatureConfig``, ``TrainingSettings``...) know nothing of Dagster.
+dataclasses (``FeatureConfig``, ``SelectionSettings``...) know nothing of Dagster.
 """
 
 import os
@@ -17,11 +17,14 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 from mlflow.tracking import MlflowClient
-from pydantic import PrivateAttr
+from typing import Optional
+
+from pydantic import Field, PrivateAttr
 
 from mouse_pipeline.champion import DataIdentity, belongs_to
 from mouse_pipeline.features import FeatureConfig
 from mouse_pipeline.outputs import remove_stale_temporaries, write_csv
+from mouse_pipeline.selection_settings import FeaturePlan, SelectionSettings
 from mouse_pipeline.settings import DEFAULT_MODEL_NAME, TRACKING_URI_ENV, Settings
 from mouse_pipeline.simulate import TEST_FILE, TRAIN_FILE, simulate
 from mouse_pipeline.spark_engine import DEFAULT_MASTER, EVENTS_PER_GROUP, check_engine
@@ -128,13 +131,22 @@ class FeatureEngineResource(dg.ConfigurableResource):
     """How sessions are cut into windows and actions, shared by training and test data, and which
     engine computes the features: ``pandas`` (in this process) or ``spark`` (see :class:`SparkResource`)."""
 
-    window_size: int = _DEFAULTS.window_size
-    window_unit: str = _DEFAULTS.window_unit
+    window_size: Optional[int] = Field(
+        default=None, description="None: model selection compares whole sessions and window sizes that follow the "
+                                  "data; a number pins one setting (0: whole sessions)")
+    window_unit: str = Field(default=_DEFAULTS.window_unit, description="auto, events or actions")
     pause_ms: float = _DEFAULTS.pause_ms
     engine: str = _DEFAULTS.engine
+    families: str = Field(default=_DEFAULTS.feature_families,
+                          description="feature families the models train on (all, behaviour, environment, ...)")
 
-    def config(self) -> FeatureConfig:
-        return FeatureConfig(self.window_size, self.window_unit, self.pause_ms)  # type: ignore[arg-type]
+    def plan(self) -> FeaturePlan:
+        """The feature settings model selection may use."""
+        return FeaturePlan.parse(self.window_size, self.window_unit, self.pause_ms)
+
+    def check_config(self) -> FeatureConfig:
+        """The setting a training batch is featurised with to check it: the pinned one, else whole sessions."""
+        return self.plan().pinned or FeatureConfig(0, "events", self.pause_ms)
 
     @property
     def uses_spark(self) -> bool:
@@ -192,13 +204,61 @@ class SparkResource(dg.ConfigurableResource):
 class ValidationLimitsResource(dg.ConfigurableResource):
     """Limits of the validation checks on training events (see :class:`mouse_pipeline.validation.RuleSettings`)."""
 
-    min_sessions_per_user: int = 2
+    min_events_per_user: int = _DEFAULTS.min_events_per_user
     min_balance_ratio: float = _DEFAULTS.min_balance_ratio
     max_grammar_deviation_share: float = _DEFAULTS.max_grammar_deviation_share
 
     def rule_settings(self) -> RuleSettings:
-        return RuleSettings(min_sessions_per_user=self.min_sessions_per_user, min_balance_ratio=self.min_balance_ratio,
+        return RuleSettings(min_events_per_user=self.min_events_per_user, min_balance_ratio=self.min_balance_ratio,
                             max_deviating_share=self.max_grammar_deviation_share)
+
+
+_SELECTION = SelectionSettings()
+
+
+class ModelSelectionResource(dg.ConfigurableResource):
+    """The candidates of model selection and how they are raced (defaults:
+    :class:`~mouse_pipeline.selection_settings.SelectionSettings`, where every knob is explained).
+
+    The feature settings come from :class:`FeatureEngineResource`, the enrolment minimum from
+    :class:`ValidationLimitsResource`; :meth:`settings` joins them into the core's settings.
+    """
+
+    n_splits: int = _SELECTION.n_splits
+    random_state: int = _SELECTION.random_state
+    n_jobs: int = _SELECTION.n_jobs
+    first_round_folds: int = _SELECTION.first_round_folds
+    sizes_per_unit: int = _SELECTION.sizes_per_unit
+    max_training_rows: int = _SELECTION.max_training_rows
+    mlp_hidden_layer_sizes: list[list[int]] = [list(h) for h in _SELECTION.mlp_hidden_layer_sizes]
+    mlp_alpha: list[float] = list(_SELECTION.mlp_alpha)
+    mlp_max_iter: int = _SELECTION.mlp_max_iter
+    mlp_seeds: int = _SELECTION.mlp_seeds
+    mlp_bins: int = _SELECTION.mlp_bins
+    feature_selection: str = _SELECTION.feature_selection
+    extra_trees_max_features: list[float] = [float(f) for f in _SELECTION.extra_trees_max_features]
+    extra_trees_n_estimators: int = _SELECTION.extra_trees_n_estimators
+    hist_gradient_boosting: bool = _SELECTION.hist_gradient_boosting
+    bootstrap_resamples: int = _SELECTION.bootstrap_resamples
+    importance_repeats: int = _SELECTION.importance_repeats
+
+    def settings(self, features: "FeatureEngineResource", limits: "ValidationLimitsResource",
+                 scored_session_events: int = 0) -> SelectionSettings:
+        """The core's settings; ``scored_session_events``: typical length of the sessions to be scored."""
+        plan = features.plan()
+        return SelectionSettings(
+            window_units=plan.window_units, pause_ms=plan.pause_ms, sizes_per_unit=self.sizes_per_unit,
+            max_training_rows=self.max_training_rows, scored_session_events=scored_session_events,
+            mlp_hidden_layer_sizes=tuple(tuple(h) for h in self.mlp_hidden_layer_sizes),
+            mlp_alpha=tuple(self.mlp_alpha), mlp_max_iter=self.mlp_max_iter, mlp_seeds=self.mlp_seeds,
+            mlp_bins=self.mlp_bins, feature_selection=self.feature_selection,
+            extra_trees_max_features=tuple(self.extra_trees_max_features),
+            extra_trees_n_estimators=self.extra_trees_n_estimators,
+            hist_gradient_boosting=self.hist_gradient_boosting, n_splits=self.n_splits,
+            random_state=self.random_state, first_round_folds=min(self.first_round_folds, self.n_splits),
+            n_jobs=self.n_jobs, families=features.families, min_events_per_user=limits.min_events_per_user,
+            bootstrap_resamples=self.bootstrap_resamples, importance_repeats=self.importance_repeats,
+        )
 
 
 class MlflowResource(dg.ConfigurableResource):
@@ -259,10 +319,13 @@ def build_resources(settings: Settings | None = None) -> dict[str, dg.Configurab
             settle_seconds=s.settle_seconds,
         ),
         "feature_engine": FeatureEngineResource(
-            window_size=s.window_size, window_unit=s.window_unit, pause_ms=s.pause_ms, engine=s.engine,
+            window_size=s.feature_plan().pinned.window_size if s.feature_plan().pinned else None,
+            window_unit=s.window_unit, pause_ms=s.pause_ms, engine=s.engine, families=s.feature_families,
         ),
+        "model_selection": ModelSelectionResource(),
         "spark": SparkResource(master=s.spark_master),
-        "validation_limits": ValidationLimitsResource(min_balance_ratio=s.min_balance_ratio,
+        "validation_limits": ValidationLimitsResource(min_events_per_user=s.min_events_per_user,
+                                                      min_balance_ratio=s.min_balance_ratio,
                                                       max_grammar_deviation_share=s.max_grammar_deviation_share),
         "mlflow_tracking": MlflowResource(
             # A URI from the environment stays there (dg.EnvVar): the UI shows the variable's name, never a

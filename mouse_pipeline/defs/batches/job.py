@@ -23,7 +23,7 @@ from mouse_pipeline.defs.batches.partitions import (
     rejected_batch_events,
 )
 from mouse_pipeline.defs.batches.checks import WELL_FORMED
-from mouse_pipeline.defs.features.assets import CONFIG_ATTR, featurise, spark_output
+from mouse_pipeline.defs.features.assets import CONFIG_ATTR, featurise_table, spark_output
 from mouse_pipeline.defs.features.checks import well_formed
 from mouse_pipeline.defs.ingestion.assets import ingestion_metadata, read_or_fail, rejected_metadata
 from mouse_pipeline.defs.ingestion.checks import BATCH_RULES, rule_evaluations
@@ -88,8 +88,8 @@ def process_training_batch(
                          "featurised and training leaves it out; correct the file and drop it again",
                          metadata={"failed_checks": ", ".join(failed)})
 
-    table, info = featurise(EventTable(events_path), feature_engine, spark,
-                            spark_output(mouse_data, batch_session_features.key, batch))
+    table, info = featurise_table(EventTable(events_path), feature_engine.check_config(), feature_engine, spark,
+                                  spark_output(mouse_data, batch_session_features.key, batch))
     shape = well_formed(table, result.events[c.SESSION_ID])
     context.log_event(dg.AssetCheckEvaluation(
         asset_key=batch_session_features.key, check_name=WELL_FORMED, passed=shape.passed, metadata=shape.metadata,

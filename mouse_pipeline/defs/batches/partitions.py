@@ -8,8 +8,9 @@ batch's assets (``batch_events``, ``rejected_batch_events``,
 :mod:`mouse_pipeline.defs.batches.job`). They are not executable by
 themselves, so the UI's "Materialize all" (the unpartitioned pipeline) never
 asks for a partition, and everything lives in one code location.
-``train_session_features`` reads every materialised batch with
-:func:`stored_batch_features`.
+Training (``enrolled_training_events``) reads the events of every batch that
+passed its checks with :func:`stored_batch_events`, and featurises them in
+every feature setting it compares.
 """
 
 import re
@@ -37,8 +38,9 @@ rejected_batch_events = dg.AssetSpec(
 )
 batch_session_features = dg.AssetSpec(
     "batch_session_features", partitions_def=TRAINING_BATCHES, group_name=GROUP, deps=[batch_events],
-    description="Features of one training batch, made with the pipeline's feature settings; "
-                "train_session_features adds every materialised batch to the training file's features.",
+    description="Features of one training batch (whole sessions, or the pinned MOUSE_WINDOW_SIZE), checked "
+                "well formed; a batch whose features exist passed its checks, and enrolled_training_events "
+                "adds its events to the training file's.",
 )
 BATCH_SPECS = (batch_events, rejected_batch_events, batch_session_features)
 
@@ -48,10 +50,10 @@ def batch_table(tables_dir: str | Path, spec: dg.AssetSpec, batch: str) -> Path:
     return table_path(tables_dir, spec.key, batch)
 
 
-def stored_batch_features(instance: dg.DagsterInstance, tables_dir: str | Path
-                          ) -> tuple[dict[str, pd.DataFrame], dict[str, str]]:
-    """Feature tables of every registered and materialised training batch, by batch key, and the
-    batches left out with the reason.
+def stored_batch_events(instance: dg.DagsterInstance, tables_dir: str | Path
+                        ) -> tuple[dict[str, pd.DataFrame], dict[str, str]]:
+    """Events of every registered training batch that passed its checks (its features were written), by
+    batch key, and the batches left out with the reason.
 
     A batch whose latest run failed a blocking check has its features removed,
     so it is left out (and named) until a corrected file is processed.
@@ -60,10 +62,11 @@ def stored_batch_features(instance: dg.DagsterInstance, tables_dir: str | Path
     done = instance.get_materialized_partitions(batch_session_features.key)
     tables, left_out = {}, {}
     for key in sorted(registered & set(done)):
-        path = batch_table(tables_dir, batch_session_features, key)
-        if path.exists():
-            tables[key] = pd.read_parquet(path)
+        passed = batch_table(tables_dir, batch_session_features, key)
+        events = batch_table(tables_dir, batch_events, key)
+        if passed.exists() and events.exists():
+            tables[key] = pd.read_parquet(events)
         else:
-            left_out[key] = (f"no features at {path}: its latest ingestion failed a blocking check "
+            left_out[key] = (f"no checked features at {passed}: its latest ingestion failed a blocking check "
                              "(see the ingest_training_batch run), or the file was removed")
     return tables, left_out

@@ -5,8 +5,10 @@ import numpy as np
 import pandas as pd
 
 from mouse_pipeline import contract as c
+from mouse_pipeline.defs.metadata import table_preview
 from mouse_pipeline.defs.storage import EventTable
 from mouse_pipeline.features import WINDOW, feature_columns
+from mouse_pipeline.selection import FeatureSet
 
 
 def well_formed(table: pd.DataFrame, session_ids: pd.Series) -> dg.AssetCheckResult:
@@ -29,22 +31,31 @@ def well_formed(table: pd.DataFrame, session_ids: pd.Series) -> dg.AssetCheckRes
     )
 
 
-def well_formed_check(asset: str, events_asset: str, name: str) -> dg.AssetChecksDefinition:
-    """Blocking check that the feature table ``asset`` is :func:`well_formed` against the sessions of
-    ``events_asset`` (read as a path handle: only its ``session_id`` column is loaded)."""
+@dg.asset_check(
+    asset="train_session_features", name="train_features_one_row_per_window_all_finite", blocking=True,
+    description="In every feature setting: one row per session window, every enrolled session present, no NaN "
+                "and no infinity.",
+    additional_ins={"enrolled": dg.AssetIn("enrolled_training_events")},
+)
+def train_features_one_row_per_window_all_finite(train_session_features: list[FeatureSet],
+                                                  enrolled) -> dg.AssetCheckResult:
+    sessions = enrolled.enrolment.events[c.SESSION_ID].drop_duplicates()
+    results = {fs.name: well_formed(fs.table, sessions) for fs in train_session_features}
+    failed = [name for name, result in results.items() if not result.passed]
+    rows = pd.DataFrame([{"feature_setting": name, "passed": r.passed,
+                          **{k: getattr(v, "value", v) for k, v in r.metadata.items()}} for name, r in results.items()])
+    return dg.AssetCheckResult(passed=not failed, metadata={
+        "feature_settings": len(results), "failed_settings": ", ".join(failed) or "none",
+        "by_setting": table_preview(rows, rows=20, columns=None)})
 
-    @dg.asset_check(
-        asset=asset, name=name, blocking=True,
-        description="One row per session window, every session present, no NaN and no infinity.",
-        additional_ins={"events": dg.AssetIn(events_asset, input_manager_key="event_table_loader")},
-    )
-    def _check(features: pd.DataFrame, events: EventTable) -> dg.AssetCheckResult:
-        return well_formed(features, events.read(columns=[c.SESSION_ID])[c.SESSION_ID])
 
-    return _check
-
-
-train_features_one_row_per_window_all_finite = well_formed_check(
-    "train_session_features", "raw_train_events", "train_features_one_row_per_window_all_finite")
-test_features_one_row_per_window_all_finite = well_formed_check(
-    "test_session_features", "raw_test_events", "test_features_one_row_per_window_all_finite")
+@dg.asset_check(
+    asset="test_session_features", name="test_features_one_row_per_window_all_finite", blocking=True,
+    description="One row per session window, every test session present, no NaN and no infinity.",
+    additional_ins={"events": dg.AssetIn("raw_test_events", input_manager_key="event_table_loader")},
+)
+def test_features_one_row_per_window_all_finite(test_session_features: pd.DataFrame,
+                                                events: EventTable) -> dg.AssetCheckResult:
+    """The test table is :func:`well_formed` against the sessions of ``raw_test_events`` (read as a path
+    handle: only its ``session_id`` column is loaded)."""
+    return well_formed(test_session_features, events.read(columns=[c.SESSION_ID])[c.SESSION_ID])

@@ -37,8 +37,9 @@ class EventRule:
 
 ONE_USER_PER_SESSION = EventRule("one_user_per_session", "Every session belongs to exactly one user.", True)
 NO_NULLS = EventRule("no_nulls", "No missing or blank value in any column.", True)
-ENOUGH_SESSIONS_PER_USER = EventRule(
-    "enough_sessions_per_user", "Every user has enough sessions to be cross-validated (at least 2).", True)
+ENOUGH_EVENTS_PER_USER = EventRule(
+    "enough_events_per_user", "Every user has enough events to be enrolled (MOUSE_MIN_EVENTS_PER_USER, in any number "
+    "of sessions); warns, naming the users that training leaves out.", False)
 USERS_BALANCED = EventRule(
     "users_balanced", "Sessions and events per user are balanced (smallest/largest >= min ratio); warns.", False)
 EVENT_GRAMMAR = EventRule(
@@ -47,7 +48,7 @@ EVENT_GRAMMAR = EventRule(
     "deviations occur and how often.", False)
 
 #: Rules of the whole training set; a training batch of a few sessions is judged by BATCH_RULES alone.
-TRAIN_RULES: tuple[EventRule, ...] = (ONE_USER_PER_SESSION, NO_NULLS, ENOUGH_SESSIONS_PER_USER, USERS_BALANCED,
+TRAIN_RULES: tuple[EventRule, ...] = (ONE_USER_PER_SESSION, NO_NULLS, ENOUGH_EVENTS_PER_USER, USERS_BALANCED,
                                       EVENT_GRAMMAR)
 BATCH_RULES: tuple[EventRule, ...] = (ONE_USER_PER_SESSION, NO_NULLS, EVENT_GRAMMAR)
 

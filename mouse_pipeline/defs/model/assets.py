@@ -1,5 +1,6 @@
-"""Model assets: the scaled feature matrix, the trained user identifier (tracked in MLflow)
-and its out-of-fold evaluation."""
+"""Model assets: model selection over feature settings x estimators (the user identifier, tracked in
+MLflow), its out-of-fold evaluation, the scaled feature matrix of the chosen setting, the model card and
+the champion gate."""
 
 import json
 from dataclasses import asdict, dataclass
@@ -8,83 +9,191 @@ import dagster as dg
 import mlflow
 import numpy as np
 import pandas as pd
-from pydantic import Field
 from sklearn.pipeline import Pipeline
 
+from mouse_pipeline import contract as c
 from mouse_pipeline import tracking
 from mouse_pipeline.champion import DataIdentity
+from mouse_pipeline.defs.features.assets import EnrolledEvents
 from mouse_pipeline.defs.metadata import png_markdown, table_preview
-from mouse_pipeline.defs.resources import DATA_POOL, FeatureEngineResource, MlflowResource, MouseDataResource
+from mouse_pipeline.defs.resources import (
+    DATA_POOL,
+    FeatureEngineResource,
+    MlflowResource,
+    ModelSelectionResource,
+    MouseDataResource,
+    ValidationLimitsResource,
+)
 from mouse_pipeline.evaluation import (
     confusion_heatmap_png,
     evaluation_report,
     session_probabilities,
     session_scores,
 )
+from mouse_pipeline.features import FeatureConfig
+from mouse_pipeline.model_card import card_metrics, permutation_importance, render_model_card
+from mouse_pipeline.modelling import CrossValidation, build_feature_matrix
 from mouse_pipeline.outputs import file_sha256, write_atomic
-from mouse_pipeline.modelling import (
-    CrossValidation,
-    FeatureMatrix,
-    SessionPerUserKFold,
-    TrainingSettings,
-    build_feature_matrix,
-    fit_final,
-    select_model,
-)
+from mouse_pipeline.selection import FeatureSet, SelectionResult, select, session_folds, setting_name
 
 GROUP = "model"
-_TRAINING = TrainingSettings()
-
-
-class TrainingRunConfig(dg.Config):
-    """Hyperparameters of the MLP grid searched in session-grouped cross-validation (defaults:
-    :class:`~mouse_pipeline.modelling.TrainingSettings`)."""
-
-    hidden_layer_sizes: list[list[int]] = Field(default_factory=lambda: [list(h) for h in _TRAINING.hidden_layer_sizes])
-    alpha: list[float] = Field(default_factory=lambda: list(_TRAINING.alpha))
-    learning_rate_init: float = _TRAINING.learning_rate_init
-    max_iter: int = _TRAINING.max_iter
-    early_stopping: bool = _TRAINING.early_stopping
-    random_state: int = _TRAINING.random_state
-    n_splits: int = _TRAINING.n_splits
-    compare_estimators: list[str] = Field(default_factory=lambda: list(_TRAINING.compare))
-    n_jobs: int = 2
-
-    def settings(self) -> TrainingSettings:
-        return TrainingSettings(
-            hidden_layer_sizes=tuple(tuple(h) for h in self.hidden_layer_sizes),
-            alpha=tuple(self.alpha),
-            learning_rate_init=self.learning_rate_init,
-            max_iter=self.max_iter,
-            early_stopping=self.early_stopping,
-            random_state=self.random_state,
-            n_splits=self.n_splits,
-            compare=tuple(self.compare_estimators),
-        )
+#: Candidate rows shown in the Dagster metadata (all of them go to MLflow).
+_SHOWN_CANDIDATES = 30
 
 
 @dataclass
 class TrainedModel:
-    """The champion candidate of one training run, fitted on all rows, and its records."""
+    """The champion of one model selection, fitted on every training row, and its records."""
 
     pipeline: Pipeline
-    cross_validation: CrossValidation
-    candidates: pd.DataFrame
+    selection: SelectionResult
+    feature_set: FeatureSet
     train_scores: dict[str, float]
     run_id: str
     version: str | None
     identity: DataIdentity
 
+    @property
+    def cross_validation(self) -> CrossValidation:
+        return self.selection.champion.cv
+
+    @property
+    def feature_config(self) -> FeatureConfig:
+        return self.selection.feature_config
+
+    @property
+    def columns(self) -> list[str]:
+        return list(self.selection.champion.choice.columns)
+
+
+def _latest_metadata(context: dg.AssetExecutionContext, key: str) -> dict:
+    event = context.instance.get_latest_materialization_event(dg.AssetKey(key))
+    if event is None or event.asset_materialization is None:
+        return {}
+    return {k: getattr(v, "value", v) for k, v in event.asset_materialization.metadata.items()}
+
+
+def _candidates_shown(table: pd.DataFrame) -> pd.DataFrame:
+    columns = ["rank", "feature_setting", "estimator", "cv_macro_f1", "cv_accuracy", "cv_log_loss", "folds_scored",
+               "round_reached", "rows", "columns", "seconds", "note"]
+    return table[columns].head(_SHOWN_CANDIDATES).round(4)
+
 
 @dg.asset(pool=DATA_POOL, group_name=GROUP)
-def feature_matrix(train_session_features: pd.DataFrame, test_session_features: pd.DataFrame) -> dg.Output:
-    """Training and test features on one column order, scaled by a train-only fit."""
-    matrix = build_feature_matrix(train_session_features, test_session_features)
+def user_identifier(
+    context: dg.AssetExecutionContext,
+    enrolled_training_events: EnrolledEvents,
+    train_session_features: list[FeatureSet],
+    mlflow_tracking: MlflowResource,
+    mouse_data: MouseDataResource,
+    model_selection: ModelSelectionResource,
+    feature_engine: FeatureEngineResource,
+    validation_limits: ValidationLimitsResource,
+) -> dg.Output:
+    """The user-identification model. Model selection races every (feature setting x estimator)
+    candidate (MLPs, ExtraTrees, HistGradientBoosting; see ``train_session_features``) in one
+    session-grouped CV at session level, by successive halving over folds; the champion is fitted on
+    every row of its setting, logged with the candidate table, the best MLP and the hand-or-machine
+    ablation, and registered in MLflow. The ``champion`` asset decides on its promotion."""
+    enrolment = enrolled_training_events.enrolment
+    settings = model_selection.settings(feature_engine, validation_limits,
+                                        enrolled_training_events.settings.scored_session_events)
+    result = select(train_session_features, settings, enrolment.recorded_session)
+    chosen = next(fs for fs in train_session_features if fs.config == result.feature_config)
+    pipeline = result.fit(chosen.table)
+    columns = list(result.champion.choice.columns)
+    sessions = chosen.table[c.SESSION_ID].to_numpy().astype(str)
+    labels = chosen.table[c.USER_ID].to_numpy().astype(str)
+    train_proba = session_probabilities(pipeline.predict_proba(chosen.table[columns]), pipeline.classes_, sessions)
+    truth = pd.Series(labels, index=sessions).groupby(level=0).first().loc[train_proba.index]
+    train_scores = session_scores(truth, train_proba)
+    cv = result.champion.cv
+    metrics = card_metrics(result, enrolment)
+    for line in enrolment.messages():
+        context.log.info(line)
+
+    files = mouse_data.event_files()
+    identity = DataIdentity.of(labels, sessions, session_folds(train_session_features, settings), files.simulated,
+                               files.train.name)
+    ingest = _latest_metadata(context, "raw_train_events")
+    candidate = result.champion.choice.candidate
+    mlflow_tracking.use_experiment()
+    logged = tracking.log_training_run(
+        run_name=f"train-{context.run_id[:8]}",
+        tags={"dagster_run_id": context.run_id, **identity.tags()},
+        params={
+            **{f"selection.{k}": v for k, v in settings.as_params().items()},
+            **{f"features.{k}": v for k, v in asdict(result.feature_config).items()},
+            "features.families": settings.families,
+            "champion_candidate": candidate.name,
+            "champion_family": candidate.family,
+            "champion_feature_setting": setting_name(result.feature_config),
+            "best_mlp": result.best_mlp.choice.name if result.best_mlp else "none",
+            **{f"model.{k}": v for k, v in candidate.params.items()},
+            "model.feature_selection": candidate.feature_selection,
+            "n_features": len(columns),
+            "train_file": files.train.name,
+            "train_file_sha256": file_sha256(files.train),
+            "simulated_data": files.simulated,
+            "training_batches": ", ".join(enrolled_training_events.batches) or "none",
+            "train_rows": len(chosen.table),
+            **{f"ingest.{k}": ingest[k] for k in ("rows_read", "rows_accepted", "rows_rejected",
+                                                  "exact_duplicates") if k in ingest},
+        },
+        metrics={
+            **metrics,
+            **{f"train_{k}": v for k, v in train_scores.items()},
+            "overfit_gap_macro_f1": train_scores["macro_f1"] - cv.scores["macro_f1"],
+        },
+        tables={"candidates.csv": result.table, "enrolment/users.csv": enrolment.users,
+                "enrolment/left_out.csv": enrolment.left_out},
+        texts={"features.json": json.dumps(columns, indent=1)},
+        pipeline=pipeline,
+        example=chosen.table[columns].head(5),
+        registered_name=mlflow_tracking.registered_model_name,
+    )
+    context.log.info(f"champion of the selection: {result.champion.choice.name}, cv macro-F1 "
+                     f"{cv.scores['macro_f1']:.3f}; registered as version {logged.version} of "
+                     f"{mlflow_tracking.registered_model_name} (the champion asset decides on its promotion)")
+    trained = TrainedModel(pipeline, result, chosen, train_scores, logged.run_id, logged.version, identity)
+    best_mlp = result.best_mlp
+    return dg.Output(
+        trained,
+        metadata={
+            "cv_macro_f1": cv.scores["macro_f1"],
+            "cv_macro_f1_ci95": f"{metrics['cv_macro_f1_ci_low']:.3f} - {metrics['cv_macro_f1_ci_high']:.3f}",
+            "cv_accuracy": cv.scores["accuracy"],
+            "cv_top3_accuracy": cv.scores["top3_accuracy"],
+            "train_macro_f1": train_scores["macro_f1"],
+            "champion": result.champion.choice.name,
+            "feature_setting": setting_name(result.feature_config),
+            "best_mlp": best_mlp.choice.name if best_mlp else "none",
+            "best_mlp_cv_macro_f1": best_mlp.cv.scores["macro_f1"] if best_mlp else float("nan"),
+            **{f"cv_macro_f1_{kind}_only": scored.cv.scores["macro_f1"] for kind, scored in result.ablation.items()},
+            "candidates_scored": len(result.table),
+            "selection_seconds": round(result.seconds, 1),
+            "users_validated_by_blocks": enrolment.users_validated_by_blocks,
+            "candidates": table_preview(_candidates_shown(result.table), rows=_SHOWN_CANDIDATES, columns=None),
+            "mlflow_run_id": logged.run_id,
+            "mlflow_tracking_uri": tracking.redact_uri(mlflow_tracking.uri()),
+            "model_version": logged.version or "",
+            "training_data": identity.describe(),
+        },
+    )
+
+
+@dg.asset(pool=DATA_POOL, group_name=GROUP)
+def feature_matrix(user_identifier: TrainedModel, test_session_features: pd.DataFrame) -> dg.Output:
+    """Training and test rows of the chosen feature setting on one column order, scaled by a train-only
+    fit (signed log, then standard scaling: what the model's own pipeline does first)."""
+    matrix = build_feature_matrix(user_identifier.feature_set.table, test_session_features)
     scaled = pd.DataFrame(matrix.train_scaled, columns=matrix.columns)
     return dg.Output(
         matrix,
         metadata={
+            "feature_setting": setting_name(user_identifier.feature_config),
             "features": len(matrix.columns),
+            "model_columns": len(user_identifier.columns),
             "train_rows": len(matrix.train),
             "test_rows": len(matrix.test),
             "users": len(np.unique(matrix.labels)),
@@ -95,95 +204,34 @@ def feature_matrix(train_session_features: pd.DataFrame, test_session_features: 
     )
 
 
-def _latest_metadata(context: dg.AssetExecutionContext, key: str) -> dict:
-    event = context.instance.get_latest_materialization_event(dg.AssetKey(key))
-    if event is None or event.asset_materialization is None:
-        return {}
-    return {k: getattr(v, "value", v) for k, v in event.asset_materialization.metadata.items()}
-
-
-@dg.asset(pool=DATA_POOL, group_name=GROUP, deps=["raw_train_events"])
-def user_identifier(
-    context: dg.AssetExecutionContext,
-    config: TrainingRunConfig,
-    feature_matrix: FeatureMatrix,
-    mlflow_tracking: MlflowResource,
-    mouse_data: MouseDataResource,
-    feature_engine: FeatureEngineResource,
-) -> dg.Output:
-    """The user-identification model: scaler + MLP pipeline (or a compared estimator when it
-    cross-validates better), chosen by session-level macro-F1, logged and registered in MLflow;
-    it takes the champion alias only if not worse than the current champion."""
-    settings = config.settings()
-    m = feature_matrix
-    results = select_model(m.train, m.labels, m.sessions, settings, n_jobs=config.n_jobs)
-    best = results[0]
-    pipeline = fit_final(best.candidate, m.train, m.labels, settings.random_state)
-    train_proba = session_probabilities(pipeline.predict_proba(m.train), pipeline.classes_, m.sessions)
-    truth = pd.Series(m.labels, index=m.sessions).groupby(level=0).first()
-    train_scores = session_scores(truth, train_proba)
-    candidates = pd.DataFrame(
-        [{"candidate": r.candidate.name, "family": r.candidate.family,
-          **{f"cv_{k}": v for k, v in r.scores.items()}} for r in results]
-    )
-
-    files = mouse_data.event_files()
-    folds = SessionPerUserKFold(settings.n_splits, settings.random_state).session_folds(m.labels, m.sessions)
-    identity = DataIdentity.of(m.labels, m.sessions, folds, files.simulated, files.train.name)
-    ingest = _latest_metadata(context, "raw_train_events")
+@dg.asset(pool=DATA_POOL, group_name=GROUP)
+def model_card(context: dg.AssetExecutionContext, user_identifier: TrainedModel,
+               enrolled_training_events: EnrolledEvents, verification_calibration,
+               mlflow_tracking: MlflowResource, mouse_data: MouseDataResource) -> dg.Output:
+    """The model card (model_card.md in MLflow and here): the data and how users were validated, the
+    chosen settings and why, scores with 95 % intervals, the hand-or-machine ablation, the 20 most
+    important features by session-level permutation importance, verification error and its spread over
+    users, and what the numbers do and do not promise."""
+    importance = permutation_importance(user_identifier.selection, user_identifier.feature_set)
+    report = verification_calibration.report
+    card = render_model_card(user_identifier.selection, enrolled_training_events.enrolment, importance,
+                             verification=report.metrics(), per_user=report.per_user)
+    out = mouse_data.output_dir("reports") / "model_card.md"
+    write_atomic(out, lambda tmp: tmp.write_text(card.markdown, encoding="utf-8"))
     mlflow_tracking.use_experiment()
-    logged = tracking.log_training_run(
-        run_name=f"train-{context.run_id[:8]}",
-        tags={"dagster_run_id": context.run_id, **identity.tags()},
-        params={
-            **{f"settings.{k}": v for k, v in asdict(settings).items()},
-            **{f"features.{k}": v for k, v in asdict(feature_engine.config()).items()},
-            "champion_candidate": best.candidate.name,
-            "champion_family": best.candidate.family,
-            **{f"model.{k}": v for k, v in best.candidate.params.items()},
-            "n_features": len(m.columns),
-            "train_file": files.train.name,
-            "train_file_sha256": file_sha256(files.train),
-            "simulated_data": files.simulated,
-            "train_rows": len(m.train),
-            "train_sessions": len(truth),
-            "train_users": len(pipeline.classes_),
-            **{f"ingest.{k}": ingest[k] for k in ("rows_read", "rows_accepted", "rows_rejected",
-                                                  "exact_duplicates") if k in ingest},
-        },
-        metrics={
-            **{f"cv_{k}": v for k, v in best.scores.items()},
-            **{f"train_{k}": v for k, v in train_scores.items()},
-            "overfit_gap_macro_f1": train_scores["macro_f1"] - best.scores["macro_f1"],
-            **{f"cv_macro_f1.{r.candidate.name}": r.scores["macro_f1"] for r in results},
-        },
-        tables={"candidates.csv": candidates},
-        texts={"features.json": json.dumps(m.columns, indent=1)},
-        pipeline=pipeline,
-        example=m.train.head(5),
-        registered_name=mlflow_tracking.registered_model_name,
-    )
-    context.log.info(f"registered as version {logged.version} of {mlflow_tracking.registered_model_name}; the "
-                     "champion asset decides on its promotion once it is calibrated")
-    trained = TrainedModel(pipeline, best, candidates, train_scores, logged.run_id, logged.version, identity)
-    return dg.Output(
-        trained,
-        metadata={
-            "cv_macro_f1": best.scores["macro_f1"],
-            "cv_accuracy": best.scores["accuracy"],
-            "cv_top3_accuracy": best.scores["top3_accuracy"],
-            "train_macro_f1": train_scores["macro_f1"],
-            "candidate": best.candidate.name,
-            "candidates": table_preview(candidates.round(4), rows=50, columns=None),
-            "mlflow_run_id": logged.run_id,
-            "mlflow_tracking_uri": tracking.redact_uri(mlflow_tracking.uri()),
-            "model_version": logged.version or "",
-            "training_data": identity.describe(),
-        },
-    )
+    with mlflow.start_run(run_id=user_identifier.run_id):
+        mlflow.log_text(card.markdown, "model_card.md")
+        tracking.log_frame(importance, "model_card/permutation_importance.csv")
+    context.log.info(f"model card written to {out} and to MLflow run {user_identifier.run_id}")
+    return dg.Output(card, metadata={
+        "model_card": dg.MetadataValue.md(card.markdown),
+        "path": dg.MetadataValue.path(str(out)),
+        "top_feature": str(importance["feature"].iloc[0]),
+        "mlflow_run_id": user_identifier.run_id,
+    })
 
 
-@dg.asset(pool=DATA_POOL, group_name=GROUP, deps=["verification_calibration"])
+@dg.asset(pool=DATA_POOL, group_name=GROUP, deps=["model_card"])
 def champion(context: dg.AssetExecutionContext, user_identifier: TrainedModel,
              mlflow_tracking: MlflowResource) -> dg.Output:
     """The champion gate, run last: once the new version's run holds everything scoring needs (the

@@ -6,7 +6,8 @@ import pandas as pd
 from mouse_pipeline import contract as c
 from mouse_pipeline.defs.metadata import table_preview
 from mouse_pipeline.defs.model.assets import TrainedModel
-from mouse_pipeline.defs.resources import DATA_POOL, FeatureEngineResource, MlflowResource, MouseDataResource
+from mouse_pipeline.defs.features.assets import table_config
+from mouse_pipeline.defs.resources import DATA_POOL, MlflowResource, MouseDataResource
 from mouse_pipeline.prediction import UNKNOWN
 from mouse_pipeline.outputs import LATEST, publish_folder
 from mouse_pipeline.scoring import prediction_info, prediction_tables, score_events
@@ -32,7 +33,6 @@ def predictions(
     raw_test_events: pd.DataFrame,
     mlflow_tracking: MlflowResource,
     mouse_data: MouseDataResource,
-    feature_engine: FeatureEngineResource,
 ) -> dg.Output:
     """Predicted user of every test session by the registered champion, written as
     ``predictions/latest/Predicted_mouse.csv`` (every test row, original order, notebook format) and
@@ -41,7 +41,7 @@ def predictions(
     threshold). Each run writes its own folder ``predictions/runs/<run id>/`` with a
     ``manifest.json`` written last, then moves the ``latest`` link to it in one step."""
     champion = mlflow_tracking.champion(user_identifier.identity, config.allow_foreign_champion)
-    scored = score_events(champion, raw_test_events, test_session_features, feature_engine.config())
+    scored = score_events(champion, raw_test_events, test_session_features, table_config(test_session_features))
     root = mouse_data.output_dir("predictions")
     folder = publish_folder(root, context.run_id, prediction_tables(scored),
                             prediction_info(scored, mouse_data.event_files().test.name, dagster_run_id=context.run_id),

@@ -1,7 +1,7 @@
 """Verification assets: calibrated claim decisions, open-set thresholds, EER and AUC."""
 
 from dataclasses import dataclass
-from pathlib import Path
+from functools import partial
 
 import dagster as dg
 import mlflow
@@ -9,20 +9,15 @@ import pandas as pd
 
 from mouse_pipeline import tracking
 from mouse_pipeline.defs.metadata import png_markdown, table_preview
+from mouse_pipeline.calibration import VerificationReport, calibrate_verification
+from mouse_pipeline.claims import read_claims, verify_events
+from mouse_pipeline.defs.features.assets import EnrolledEvents, table_config
 from mouse_pipeline.defs.model.assets import TrainedModel
-from mouse_pipeline.defs.resources import DATA_POOL, FeatureEngineResource, MlflowResource, MouseDataResource
-from mouse_pipeline.modelling import FeatureMatrix
+from mouse_pipeline.defs.resources import DATA_POOL, MlflowResource, MouseDataResource
 from mouse_pipeline.outputs import write_atomic
-from mouse_pipeline.prediction import session_probabilities_of
-from mouse_pipeline.scoring import features_for
-from mouse_pipeline.verification import (
-    ErrorRates,
-    det_curve_png,
-    error_rates,
-    genuine_and_impostor_scores,
-    leave_one_user_out_scores,
-    verify_claims,
-)
+from mouse_pipeline.scoring import champion_rule
+from mouse_pipeline.selection import session_folds
+from mouse_pipeline.verification import USER_OFFSETS_ARTIFACT
 
 GROUP = "verification"
 
@@ -34,64 +29,87 @@ class VerificationRunConfig(dg.Config):
 
 
 class CalibrationRunConfig(dg.Config):
-    """Target false-accept rates and the cost of the leave-one-user-out evaluation."""
+    """Targets and cost of the verification calibration (see
+    :func:`mouse_pipeline.calibration.calibrate_verification`)."""
 
     target_far: float = 0.01
-    unknown_target_far: float = 0.05
-    open_set_folds: int = 2
+    unknown_target: float = 0.05
+    unknown_mode: str = "global"
+    unknown_groups: int = 5
+    open_set_folds: int = 3
+    n_resamples: int = 1000
     n_jobs: int = 2
 
 
 @dataclass
 class Calibration:
-    """Verification and open-set error rates of one trained model, with their thresholds."""
+    """The verification calibration of one trained model, logged to its MLflow run."""
 
-    verification: ErrorRates
-    open_set: ErrorRates
+    report: VerificationReport
     run_id: str
-
-
-def _rates_metadata(prefix: str, rates: ErrorRates) -> dict:
-    return {
-        f"{prefix}_eer": rates.eer, f"{prefix}_auc": rates.auc, f"{prefix}_threshold": rates.threshold,
-        f"{prefix}_far": rates.far, f"{prefix}_frr": rates.frr, f"{prefix}_target_far": rates.target_far,
-    }
 
 
 @dg.asset(pool=DATA_POOL, group_name=GROUP)
 def verification_calibration(
     context: dg.AssetExecutionContext, config: CalibrationRunConfig, user_identifier: TrainedModel,
-    feature_matrix: FeatureMatrix, mlflow_tracking: MlflowResource, mouse_data: MouseDataResource,
+    enrolled_training_events: EnrolledEvents, mlflow_tracking: MlflowResource, mouse_data: MouseDataResource,
 ) -> dg.Output:
-    """Thresholds for verification (every out-of-fold session against its true user and every
-    other user) and for unknown users (leave-one-user-out), with EER, ROC AUC and the
-    false-accept / false-reject rates there; logged to the model's MLflow run."""
-    cv = user_identifier.cross_validation
-    genuine, impostor = genuine_and_impostor_scores(cv.session_proba, cv.truth)
-    verification = error_rates(genuine, impostor, config.target_far)
-    m = feature_matrix
-    known, unknown = leave_one_user_out_scores(
-        lambda: user_identifier.cross_validation.candidate.build(0), m.train, m.labels, m.sessions,
-        n_splits=config.open_set_folds, n_jobs=config.n_jobs,
+    """Verification a bank can act on, out of fold with the champion's estimator and feature setting:
+    the chosen fusion of window scores, the decision curve (EER and FRR at FAR 1 % after the first N
+    actions), 95 % intervals over users, each user's EER, and the ``unknown`` verdict calibrated to a
+    target share of known users' sessions, with what it catches of users left out of training. The
+    thresholds scoring applies are logged to the model's MLflow run."""
+    trained = user_identifier
+    settings = trained.selection.settings
+    choice = trained.selection.champion.choice
+    folds = session_folds([trained.feature_set], settings)
+    report = calibrate_verification(
+        enrolled_training_events.enrolment.events, trained.feature_config, trained.columns,
+        partial(choice.build, settings.random_state), folds, target_far=config.target_far,
+        unknown_target=config.unknown_target, unknown_mode=config.unknown_mode,
+        unknown_groups=config.unknown_groups, open_set_folds=config.open_set_folds,
+        n_resamples=config.n_resamples, seed=settings.random_state, n_jobs=config.n_jobs,
+        features=trained.feature_set.table,
     )
-    open_set = error_rates(known, unknown, config.unknown_target_far)
-    png = det_curve_png({"verification": verification, "unknown user": open_set})
     reports = mouse_data.output_dir("reports")
-    write_atomic(reports / "verification_det.png", lambda tmp: tmp.write_bytes(png))
-
-    metrics = {**_rates_metadata("verification", verification), **_rates_metadata("unknown", open_set)}
+    write_atomic(reports / "verification_det.png", lambda tmp: tmp.write_bytes(report.det_png))
+    write_atomic(reports / "decision_curve.png", lambda tmp: tmp.write_bytes(report.curve_png))
+    curve = report.curve_table()
+    mouse_data.write_csv(curve, reports / "decision_curve.csv")
+    metrics = report.metrics()
     mlflow_tracking.use_experiment()
-    with mlflow.start_run(run_id=user_identifier.run_id):
+    with mlflow.start_run(run_id=trained.run_id):
         mlflow.log_metrics(metrics)
+        mlflow.log_params(report.params())
         mlflow.log_artifact(str(reports / "verification_det.png"), "verification")
-        tracking.log_frame(verification.curve, "verification/verification_curve.csv")
-        tracking.log_frame(open_set.curve, "verification/unknown_user_curve.csv")
-    context.log.info(f"verification EER {verification.eer:.2%}, unknown-user EER {open_set.eer:.2%}")
+        mlflow.log_artifact(str(reports / "decision_curve.png"), "verification")
+        tracking.log_frame(curve, "verification/decision_curve.csv")
+        tracking.log_frame(report.fusions.reset_index(), "verification/fusions.csv")
+        tracking.log_frame(report.per_user, "verification/per_user_eer.csv")
+        tracking.log_frame(report.unknown.rates.reset_index(), "verification/unknown_modes.csv")
+        mlflow.log_text(report.rule.offsets_json(), USER_OFFSETS_ARTIFACT)
+    context.log.info(f"verification EER {report.rates.eer:.2%} (AUC {report.rates.auc:.4f}); unknown verdict: "
+                     f"{report.unknown.false_rate:.1%} of known users' sessions, "
+                     f"{report.unknown.detection_rate:.1%} of unknown users' sessions")
     return dg.Output(
-        Calibration(verification, open_set, user_identifier.run_id),
-        metadata={**metrics, "genuine_scores": len(genuine), "impostor_scores": len(impostor),
-                  "known_sessions_scored": len(known), "unknown_sessions_scored": len(unknown),
-                  "error_tradeoff": png_markdown(png, "error trade-off")},
+        Calibration(report, trained.run_id),
+        metadata={
+            "verification_eer": report.rates.eer,
+            "verification_eer_ci95": f"{metrics['verification_eer_ci95_low']:.4f} - "
+                                     f"{metrics['verification_eer_ci95_high']:.4f}",
+            "verification_auc": report.rates.auc,
+            "verification_frr_at_far1": report.rates.frr,
+            "unknown_false_rate": report.unknown.false_rate,
+            "unknown_detection_rate": report.unknown.detection_rate,
+            "fusion": report.fusion,
+            "unknown_mode": report.rule.unknown_mode,
+            "verification_eer_gini": report.gini,
+            "decision_curve": table_preview(curve.round(4), rows=20, columns=None),
+            "decision_curve_plot": png_markdown(report.curve_png, "decision curve"),
+            "error_tradeoff": png_markdown(report.det_png, "error trade-off"),
+            "worst_users": table_preview(report.per_user.head(10).round(4), rows=10, columns=None),
+            "seconds": dg.MetadataValue.json({k: round(v, 1) for k, v in report.seconds.items()}),
+        },
     )
 
 
@@ -99,49 +117,38 @@ def verification_calibration(
 def verification(
     config: VerificationRunConfig, user_identifier: TrainedModel, test_session_features: pd.DataFrame,
     raw_test_events: pd.DataFrame, mouse_data: MouseDataResource, mlflow_tracking: MlflowResource,
-    feature_engine: FeatureEngineResource,
 ) -> dg.MaterializeResult:
-    """Decisions on the claims in MOUSE_CLAIMS_CSV (session_id, claimed_user_id) by the champion
-    at its calibrated threshold, written to ``predictions/verification.csv``; claims naming an
-    unknown session or user are kept, rejected, and reported."""
+    """Decisions on the claims in MOUSE_CLAIMS_CSV (session_id, claimed_user_id) by the champion with its
+    calibrated rule, with the score after each of the first N actions and when the decision settled,
+    written to ``predictions/verification.csv``; claims naming an unknown session or user are kept,
+    rejected, and reported."""
     out = mouse_data.output_dir("predictions") / "verification.csv"
     if not mouse_data.claims_csv:
         out.unlink(missing_ok=True)  # decisions of earlier claims would read as current ones
         return dg.MaterializeResult(metadata={"claims": 0, "note": "no MOUSE_CLAIMS_CSV configured: nothing to "
                                                                    "verify, no verification.csv written"})
-    claims = read_claims(Path(mouse_data.claims_csv))
+    try:
+        claims = read_claims(mouse_data.claims_csv)
+    except ValueError as exc:
+        raise dg.Failure(str(exc)) from exc
     champion = mlflow_tracking.champion(user_identifier.identity, config.allow_foreign_champion)
-    threshold = champion.metrics.get("verification_threshold")
-    if threshold is None:
-        raise dg.Failure(f"champion version {champion.version} has no calibrated verification threshold: "
-                         "materialise verification_calibration for it")
-    features = features_for(champion, raw_test_events, test_session_features, feature_engine.config())
-    decisions = verify_claims(session_probabilities_of(champion.pipeline, features), claims, threshold)
+    rule = champion_rule(champion)
+    decisions = verify_events(champion, raw_test_events, claims, features=test_session_features,
+                              features_config=table_config(test_session_features), rule=rule)
     mouse_data.write_csv(decisions, out)
     problems = decisions[decisions["problem"] != ""]
     return dg.MaterializeResult(
         metadata={
             "claims": len(decisions),
             "accepted": int(decisions["accepted"].sum()),
-            "rejected": int((~decisions["accepted"]).sum()),
+            "rejected": int((~decisions["accepted"].astype(bool)).sum()),
             "claims_with_problems": len(problems),
             "problems": table_preview(problems, rows=50, columns=None) if len(problems) else "none",
-            "threshold": float(threshold),
+            "fusion": rule.fusion,
+            "threshold": float(rule.verification_threshold),
             "model_version": champion.version,
             "model": champion.describe(),
             "path": dg.MetadataValue.path(str(out)),
             "preview": table_preview(decisions),
         }
     )
-
-
-def read_claims(path: Path) -> pd.DataFrame:
-    """Read a claims CSV (session_id, claimed_user_id as text); clear errors naming the file."""
-    if not path.is_file():
-        raise dg.Failure(f"{path}: claims file not found")
-    claims = pd.read_csv(path, dtype=str, keep_default_na=False)
-    missing = {"session_id", "claimed_user_id"} - set(claims.columns)
-    if missing:
-        raise dg.Failure(f"{path}: missing column(s) {sorted(missing)}; a claims file needs "
-                         "session_id and claimed_user_id")
-    return claims
