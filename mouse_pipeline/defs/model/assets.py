@@ -144,7 +144,7 @@ def user_identifier(
             "n_features": len(m.columns),
             "train_file": files.train.name,
             "train_file_sha256": file_sha256(files.train),
-            "simulated_data": files.simulated,
+            "simulated_data": identity.simulated,
             "train_rows": len(m.train),
             "train_sessions": len(truth),
             "train_users": len(pipeline.classes_),
