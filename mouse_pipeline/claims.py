@@ -25,7 +25,7 @@ from mouse_pipeline.fusion import fuse
 from mouse_pipeline.ingest import IngestResult
 from mouse_pipeline.prediction import window_probabilities
 from mouse_pipeline.prefixes import DEFAULT_ACTION_COUNTS, action_counts, prefix_scores
-from mouse_pipeline.scoring import REJECTED_FILE, check_champion_fits, champion_rule, features_for, read_unlabelled
+from mouse_pipeline.scoring import REJECTED_FILE, champion_rule, check_champion_fits, features_for, read_unlabelled
 from mouse_pipeline.tracking import Champion
 from mouse_pipeline.verification import ScoringRule, lookup_scores, verify_claims
 
