@@ -22,6 +22,11 @@ model (the *challenger*) against the current champion:
 The decision carries its evidence (each criterion with value, threshold and
 outcome) so that the Dagster metadata, the MLflow tags and the gate's JSON
 artifact show why a version serves or does not.
+
+:func:`may_score` guards scoring a file: a model trained on simulated data
+never names the users of a real file, nor a model of real data those of a
+simulated one (simulated files say so in-band: their session ids start with
+``sim-``, see :func:`mouse_pipeline.simulate.is_simulated_session`).
 """
 
 from __future__ import annotations
@@ -32,6 +37,9 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import pandas as pd
+
+from mouse_pipeline import contract as c
+from mouse_pipeline.simulate import SIMULATED_SESSION_PREFIX, is_simulated_session
 
 #: Prefix of the model-version tags that hold a :class:`DataIdentity`.
 TAG_PREFIX = "data."
@@ -58,7 +66,7 @@ class DataIdentity:
         sha256 of the sorted ``session<TAB>fold`` pairs of the cross-validation
         the model was scored with: equal scores are comparable only when equal.
     simulated:
-        Whether the data came from the project's simulator.
+        Whether the data came from the project's simulator (its session ids start with ``sim-``).
     source:
         A human-readable name of the data (a file name, never a full path).
     """
@@ -75,9 +83,12 @@ class DataIdentity:
     def of(cls, users: Sequence, sessions: Sequence, folds: Mapping | pd.Series, simulated: bool,
            source: str = "") -> DataIdentity:
         """The identity of training rows (one user and session per row; rows may repeat a session) scored
-        with ``folds`` (fold of each session)."""
+        with ``folds`` (fold of each session). ``simulated`` says the data came from the simulator; data
+        whose every session id is simulated (:func:`~mouse_pipeline.simulate.is_simulated_session`) is
+        simulated too, wherever its file came from."""
         pairs = pd.DataFrame({"session": np.asarray(sessions).astype(str), "user": np.asarray(users).astype(str)})
         pairs = pairs.drop_duplicates("session").sort_values("session", kind="stable")
+        simulated = simulated or (len(pairs) > 0 and bool(is_simulated_session(pairs["session"]).all()))
         fold_of = pd.Series(folds)
         fold_lines = [f"{s}\t{fold_of.get(s, '')}" for s in pairs["session"]]
         return cls(
@@ -126,6 +137,33 @@ def belongs_to(model: DataIdentity | None, data: DataIdentity) -> tuple[bool, st
         return False, f"the model knows other users ({model.n_users} users, not the current {data.n_users})"
     if model.sessions_sha256 != data.sessions_sha256:
         return False, "the model was trained on other sessions of these users"
+    return True, ""
+
+
+def may_score(model: DataIdentity | None, events: pd.DataFrame) -> tuple[bool, str]:
+    """Whether a model trained on ``model`` data may score ``events`` (a frame with ``session_id``), and
+    why not: the reason names the model's training data and what the file holds.
+
+    A model of simulated data may score only simulated sessions, a model of real data only real ones, since
+    its predictions name the users it was trained on. A model that records no identity (registered before
+    identities were kept) is not judged.
+    """
+    if model is None:
+        return True, ""
+    sessions = pd.unique(events[c.SESSION_ID].astype(str).to_numpy())
+    simulated = int(is_simulated_session(sessions).sum())
+    real = len(sessions) - simulated
+    prefix = f"'{SIMULATED_SESSION_PREFIX}'"
+    if model.simulated and real:
+        holds = (f"the file holds real sessions (none of its {real} session ids starts with {prefix})" if not simulated
+                 else f"the file mixes real and simulated sessions ({real} of its {len(sessions)} session ids lack "
+                      f"{prefix})")
+        return False, f"the model was trained on {model.describe()}; {holds}"
+    if not model.simulated and simulated:
+        holds = (f"the file holds simulated sessions (its session ids start with {prefix})" if not real
+                 else f"the file mixes real and simulated sessions ({simulated} of its {len(sessions)} session ids "
+                      f"start with {prefix})")
+        return False, f"the model was trained on {model.describe()}; {holds}"
     return True, ""
 
 

@@ -25,7 +25,7 @@ from mouse_pipeline.fusion import fuse
 from mouse_pipeline.ingest import IngestResult
 from mouse_pipeline.prediction import window_probabilities
 from mouse_pipeline.prefixes import DEFAULT_ACTION_COUNTS, action_counts, prefix_scores
-from mouse_pipeline.scoring import REJECTED_FILE, champion_rule, features_for, read_unlabelled
+from mouse_pipeline.scoring import REJECTED_FILE, champion_rule, check_champion_fits, features_for, read_unlabelled
 from mouse_pipeline.tracking import Champion
 from mouse_pipeline.verification import ScoringRule, lookup_scores, verify_claims
 
@@ -129,7 +129,8 @@ def verify_events(champion: Champion, events: pd.DataFrame, claims: pd.DataFrame
 
 @dataclass(frozen=True)
 class VerifyResult:
-    """What verifying one events file against one claims file produced."""
+    """What verifying one events file against one claims file produced; ``foreign_champion`` is why the
+    champion should not have decided them, when that was overridden ("" when it fits the file)."""
 
     source_file: str
     claims_file: str
@@ -137,18 +138,20 @@ class VerifyResult:
     decisions: pd.DataFrame
     champion: Champion
     rule: ScoringRule
+    foreign_champion: str = ""
 
     def tables(self) -> dict[str, pd.DataFrame]:
         """The files to write: ``verification.csv`` and ``rejected_events.csv``."""
         return {DECISIONS_FILE: self.decisions, REJECTED_FILE: self.ingest.rejected}
 
     def info(self, **extra) -> dict:
-        """The manifest: files, model, rule, counts."""
-        champion, d, rule = self.champion, self.decisions, self.rule
+        """The manifest: files, model and its training data, rule, counts."""
+        champion, d, rule, identity = self.champion, self.decisions, self.rule, self.champion.identity
         return {
             "source": Path(self.source_file).name, "claims": Path(self.claims_file).name,
             "model": champion.describe(), "model_name": champion.name, "model_version": champion.version,
-            "mlflow_run_id": champion.run_id, "fusion": rule.fusion,
+            "mlflow_run_id": champion.run_id, "training_data": identity.tags() if identity else None,
+            "foreign_champion": self.foreign_champion or None, "fusion": rule.fusion,
             "verification_threshold": rule.verification_threshold, "claims_total": len(d),
             "accepted": int(d["accepted"].sum()), "with_problems": int((d["problem"] != "").sum()),
             "created_utc": pd.Timestamp.now(tz="UTC").isoformat(), **extra,
@@ -157,14 +160,18 @@ class VerifyResult:
 
 def verify_file(events_path: str | Path, claims_path: str | Path, champion: Champion,
                 progress: Callable[[str], None] | None = None, source_name: str | None = None,
-                action_grid: Sequence[int] = DEFAULT_ACTION_COUNTS) -> VerifyResult:
+                action_grid: Sequence[int] = DEFAULT_ACTION_COUNTS, allow_foreign_champion: bool = False
+                ) -> VerifyResult:
     """Validate and featurise an unlabelled events CSV, then decide the claims of a claims CSV (nothing is
-    written: see :meth:`VerifyResult.tables` and :mod:`mouse_pipeline.outputs`).
+    written: see :meth:`VerifyResult.tables` and :mod:`mouse_pipeline.outputs`). ``allow_foreign_champion``
+    decides even with a champion trained on other data (:func:`mouse_pipeline.scoring.check_champion_fits`).
 
     Raises
     ------
     mouse_pipeline.ingest.EventFileError
         When the events file cannot be used at all.
+    mouse_pipeline.scoring.ForeignChampionError
+        When the champion was trained on other data (simulated for a real file, or real for a simulated one).
     ValueError
         When the claims file is missing or malformed, or no event row is valid.
     """
@@ -173,7 +180,8 @@ def verify_file(events_path: str | Path, claims_path: str | Path, champion: Cham
     step(f"reading {name} and {claims_path}")
     claims = read_claims(claims_path)
     ingest = read_unlabelled(events_path, name, source_name)
+    foreign = check_champion_fits(champion, ingest.events, name, allow_foreign_champion)
     step(f"deciding {len(claims):,} claims on {ingest.rows_accepted:,} events")
     rule = champion_rule(champion)
     decisions = verify_events(champion, ingest.events, claims, action_grid, rule=rule)
-    return VerifyResult(name, str(claims_path), ingest, decisions, champion, rule)
+    return VerifyResult(name, str(claims_path), ingest, decisions, champion, rule, foreign)

@@ -2,8 +2,9 @@
 
 Usage::
 
-    mouse-pipeline score FILE.csv [--out DIR] [--data-dir DIR] [--tracking-uri URI]
+    mouse-pipeline score FILE.csv [--out DIR] [--data-dir DIR] [--tracking-uri URI] [--allow-foreign-champion]
     mouse-pipeline verify FILE.csv --claims CLAIMS.csv [--out DIR] [--data-dir DIR] [--tracking-uri URI]
+        [--allow-foreign-champion]
     mouse-pipeline features INPUT [INPUT ...] --out FEATURES.parquet [--engine pandas|spark] [--master URL]
 
 Defaults come from the pipeline's settings (:mod:`mouse_pipeline.settings`):
@@ -13,6 +14,12 @@ decides claims with the champion (verdict, score after the first N actions,
 and when the decision settled: :mod:`mouse_pipeline.claims`). ``features``
 runs either engine on CSV or Parquet event files; with ``--engine spark`` it
 is what a cluster job (``spark-submit``) calls.
+
+``score`` and ``verify`` refuse (exit code 2) a champion trained on other
+data than the file: simulated data for a real file, or real data for a
+simulated one (:func:`mouse_pipeline.scoring.check_champion_fits`), unless
+``--allow-foreign-champion``; their summary names the model version and its
+training data.
 """
 
 from __future__ import annotations
@@ -65,6 +72,12 @@ def _with_champion(args: argparse.Namespace, settings: Settings, desc: str, fold
     return result, out
 
 
+def _warn_if_foreign(result) -> None:
+    """One line on stderr when ``--allow-foreign-champion`` let a champion of other data score the file."""
+    if result.foreign_champion:
+        print(f"warning: scored anyway (--allow-foreign-champion): {result.foreign_champion}", file=sys.stderr)
+
+
 def _written(result, out: Path) -> str:
     from mouse_pipeline.outputs import MANIFEST
 
@@ -75,10 +88,11 @@ def _score(args: argparse.Namespace, settings: Settings) -> int:
     from mouse_pipeline.scoring import score_file
 
     done = _with_champion(args, settings, "scoring", "scored", lambda champion, progress: score_file(
-        args.file, champion, progress))
+        args.file, champion, progress, allow_foreign_champion=args.allow_foreign_champion))
     if isinstance(done, int):
         return done
     result, out = done
+    _warn_if_foreign(result)
     sessions = result.sessions
     low = int((sessions["probability"] < args.low_confidence).sum())
     print(f"{result.ingest.rows_accepted:,} rows accepted, {result.ingest.rows_rejected:,} rejected; "
@@ -95,10 +109,11 @@ def _verify(args: argparse.Namespace, settings: Settings) -> int:
     from mouse_pipeline.claims import verify_file
 
     done = _with_champion(args, settings, "verifying", "verified", lambda champion, progress: verify_file(
-        args.file, args.claims, champion, progress))
+        args.file, args.claims, champion, progress, allow_foreign_champion=args.allow_foreign_champion))
     if isinstance(done, int):
         return done
     result, out = done
+    _warn_if_foreign(result)
     d = result.decisions
     print(f"{result.ingest.rows_accepted:,} rows accepted, {result.ingest.rows_rejected:,} rejected; {len(d)} claims "
           f"decided with {result.champion.describe()}: {int(d['accepted'].sum())} accepted, "
@@ -194,6 +209,9 @@ def _champion_arguments(command: argparse.ArgumentParser, settings: Settings, fo
                                                 "folder's store)")
     command.add_argument("--model-name",
                          help=f"registered model (default: MOUSE_MODEL_NAME or {settings.model_name})")
+    command.add_argument("--allow-foreign-champion", action="store_true",
+                         help="use the champion even when it was trained on other data than the file (simulated "
+                              "data for a real file, or real data for a simulated one); refused by default")
     command.add_argument("--quiet", action="store_true", help="no progress bar")
 
 

@@ -5,7 +5,9 @@
 score`` command all call: features with the settings the champion was
 trained with (read from its MLflow run), the champion's session
 predictions, open-set verdicts at its calibrated threshold, and every row
-labelled. :func:`score_file` adds ingestion of a CSV; :func:`prediction_tables` and
+labelled. :func:`score_file` adds ingestion of a CSV and refuses a champion
+trained on other data than the file (:func:`check_champion_fits`);
+:func:`prediction_tables` and
 :func:`prediction_info` are the files and manifest every caller writes (with
 :mod:`mouse_pipeline.outputs`).
 """
@@ -20,6 +22,7 @@ from pathlib import Path
 import mlflow
 import pandas as pd
 
+from mouse_pipeline.champion import may_score
 from mouse_pipeline.features import FeatureConfig, extract_features
 from mouse_pipeline.ingest import EventFileError, IngestResult, read_events
 from mouse_pipeline.prediction import label_test_rows, predict_sessions
@@ -103,13 +106,40 @@ def prediction_info(scored: Scored, source: str, **extra) -> dict:
     }
 
 
+class ForeignChampionError(ValueError):
+    """The champion was trained on other data than the file to score (see :func:`check_champion_fits`)."""
+
+
+#: How to fix a refusal, and how to override it, in every caller (command line, inbox runs).
+FOREIGN_CHAMPION_REMEDY = (
+    "Train on your data (point MOUSE_TRAIN_CSV and MOUSE_TEST_CSV at your CSVs and run the pipeline), or score "
+    "anyway with --allow-foreign-champion (inbox runs: allow_foreign_champion: true in the run config)")
+
+
+def check_champion_fits(champion: Champion, events: pd.DataFrame, name: str, allow_foreign: bool = False) -> str:
+    """Why ``champion`` may not score ``events`` of the file ``name`` (:func:`~mouse_pipeline.champion.may_score`),
+    or "" when it may.
+
+    Raises :class:`ForeignChampionError` (one line: the model, its training data, what the file holds, how
+    to fix it and how to override) unless ``allow_foreign``; then the reason is returned, for the manifest.
+    """
+    fits, why = may_score(champion.identity, events)
+    if fits or allow_foreign:
+        return why
+    raise ForeignChampionError(
+        f"{name}: {champion.name} version {champion.version} may not score this file: {why}; its predictions "
+        f"would name users of other data. {FOREIGN_CHAMPION_REMEDY}")
+
+
 @dataclass(frozen=True)
 class ScoringResult:
-    """What scoring one file produced."""
+    """What scoring one file produced; ``foreign_champion`` is why the champion should not have scored it,
+    when that was overridden ("" when the champion fits the file)."""
 
     source_file: str
     ingest: IngestResult
     scored: Scored
+    foreign_champion: str = ""
 
     @property
     def sessions(self) -> pd.DataFrame:
@@ -123,7 +153,8 @@ class ScoringResult:
         return prediction_tables(self.scored, self.ingest.rejected)
 
     def info(self, **extra) -> dict:
-        return prediction_info(self.scored, Path(self.source_file).name, **extra)
+        return prediction_info(self.scored, Path(self.source_file).name,
+                               foreign_champion=self.foreign_champion or None, **extra)
 
 
 def output_name(path: str | Path) -> str:
@@ -153,15 +184,18 @@ def read_unlabelled(path: str | Path, name: str, source_name: str | None = None)
 
 
 def score_file(path: str | Path, champion: Champion, progress: Callable[[str], None] | None = None,
-               source_name: str | None = None) -> ScoringResult:
+               source_name: str | None = None, allow_foreign_champion: bool = False) -> ScoringResult:
     """Validate, featurise and predict one unlabelled events CSV with ``champion`` (nothing is written:
     see :func:`prediction_tables` and :mod:`mouse_pipeline.outputs`). ``source_name`` names the original
-    file when ``path`` is a staged copy of it.
+    file when ``path`` is a staged copy of it; ``allow_foreign_champion`` scores even with a champion
+    trained on other data (:func:`check_champion_fits`), and the result says so.
 
     Raises
     ------
     mouse_pipeline.ingest.EventFileError
         When the file cannot be used at all.
+    ForeignChampionError
+        When the champion was trained on other data (simulated for a real file, or real for a simulated one).
     ValueError
         When no row of the file is valid.
     """
@@ -169,5 +203,6 @@ def score_file(path: str | Path, champion: Champion, progress: Callable[[str], N
     name = source_name or str(path)
     step(f"reading {name}")
     ingest = read_unlabelled(path, name, source_name)
+    foreign = check_champion_fits(champion, ingest.events, name, allow_foreign_champion)
     step(f"featurising and predicting {ingest.rows_accepted:,} events")
-    return ScoringResult(name, ingest, score_events(champion, ingest.events))
+    return ScoringResult(name, ingest, score_events(champion, ingest.events), foreign)

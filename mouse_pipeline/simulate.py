@@ -37,6 +37,9 @@ from mouse_pipeline import contract as c
 TRAIN_FILE = "train_events.csv"
 TEST_FILE = "test_events.csv"
 TRUTH_FILE = "test_truth.csv"
+#: Every simulated session id starts with this, so a file tells in-band that it is simulated (real session
+#: ids, such as Kaggle's numbers, never do): see :func:`is_simulated_session`.
+SIMULATED_SESSION_PREFIX = "sim-"
 
 _SCREENS = np.array(
     [[1280, 720], [1366, 768], [1440, 900], [1536, 864], [1600, 900], [1920, 1080], [2560, 1440]],
@@ -228,6 +231,12 @@ def _ids(rng: np.random.Generator, n: int) -> np.ndarray:
     return np.ascontiguousarray(np.hstack(parts)).view("S36").ravel().astype("U36")
 
 
+def is_simulated_session(session_ids) -> np.ndarray:
+    """Whether each of ``session_ids`` is a simulated session id (starts with ``sim-``), as a bool array."""
+    ids = pd.Series(np.asarray(session_ids, dtype=object), dtype=object).astype(str)
+    return ids.str.startswith(SIMULATED_SESSION_PREFIX).to_numpy(dtype=bool)
+
+
 def simulate(
     users: int = 20,
     sessions: int = 6,
@@ -265,7 +274,9 @@ def simulate(
     SimulatedData
         ``train`` has the training columns of the contract, ``test`` the test
         columns (sessions in random order, rows shuffled within the file like
-        the real data), ``truth`` maps each test ``session_id`` to its ``user_id``.
+        the real data), ``truth`` maps each test ``session_id`` to its ``user_id``. Session ids are
+        UUID-shaped after the ``sim-`` prefix (:data:`SIMULATED_SESSION_PREFIX`); user ids look like
+        Kaggle's (large negative integers, kept as text).
     """
     if users < 1 or sessions < 1 or test_sessions < 0:
         raise ValueError("users and sessions must be >= 1 and test_sessions >= 0")
@@ -289,7 +300,7 @@ def simulate(
     timestamp = session_t0[session] + elapsed
 
     user_ids = np.array([str(-2416201400000000000 - int(v)) for v in rng.integers(1, 10**10, users)])
-    session_ids = _ids(rng, len(session_user))
+    session_ids = np.char.add(SIMULATED_SESSION_PREFIX, _ids(rng, len(session_user)))
     frame = pd.DataFrame(
         {
             c.UID: _ids(rng, len(session)),

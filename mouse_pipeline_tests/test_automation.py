@@ -187,6 +187,27 @@ def test_score_job_writes_predictions_and_fails_clearly_on_a_bad_file(trained, t
     assert "bad.csv: missing column(s)" in step_failure(failed)
 
 
+def test_score_job_refuses_a_file_of_other_data_unless_its_config_allows(trained, tmp_path):
+    events = pd.read_csv(trained["files"]["test"], dtype=str)
+    events[c.SESSION_ID] = events[c.SESSION_ID].str.removeprefix("sim-")  # looks like a real file now
+    real = tmp_path / "real.csv"
+    events.to_csv(real, index=False)
+    job = trained["defs"].resolve_job_def("score_new_sessions")
+    config = {"csv_path": str(real), "output_name": "real"}
+    failed = job.execute_in_process(run_config={"ops": {"score_csv": {"config": config}}},
+                                    instance=dg.DagsterInstance.ephemeral(), raise_on_error=False)
+    assert not failed.success
+    message = step_failure(failed)
+    assert "may not score this file" in message and "trained on simulated data" in message
+    assert "allow_foreign_champion" in message
+    out = trained["tmp"] / "data" / "predictions" / "inbox" / "real"
+    assert not out.exists()
+    allowed = job.execute_in_process(run_config={"ops": {"score_csv": {"config": {
+        **config, "allow_foreign_champion": True}}}}, instance=dg.DagsterInstance.ephemeral())
+    assert allowed.success
+    assert "the file holds real sessions" in read_manifest(out)["foreign_champion"]
+
+
 def test_score_job_scores_exactly_the_staged_bytes_or_refuses(trained, tmp_path):
     job = trained["defs"].resolve_job_def("score_new_sessions")
     staged, sha256 = file_cursor.stage_copy(trained["files"]["test"], tmp_path / "staging")

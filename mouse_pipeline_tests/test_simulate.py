@@ -10,7 +10,7 @@ import pytest
 from mouse_pipeline import contract as c
 from mouse_pipeline import validation as v
 from mouse_pipeline.ingest import read_events
-from mouse_pipeline.simulate import main, simulate
+from mouse_pipeline.simulate import SIMULATED_SESSION_PREFIX, is_simulated_session, main, simulate
 
 
 def test_schema_and_sizes(small_simulation):
@@ -80,18 +80,29 @@ def test_command_line_writes_files_that_ingest_cleanly(tmp_path, capsys):
     assert len(truth) == 3
 
 
+def test_simulated_sessions_say_so_in_their_ids_and_real_ones_never_do(small_simulation):
+    for frame in (small_simulation.train, small_simulation.test, small_simulation.truth):
+        assert is_simulated_session(frame[c.SESSION_ID]).all()
+        assert frame[c.SESSION_ID].str.startswith(SIMULATED_SESSION_PREFIX).all()
+    kaggle_like = ["1", "120", "-2416201411472988629", "a3f0c2d1-4b5e-4c6d-8e9f-0a1b2c3d4e5f", "simulated", " sim-x"]
+    assert not is_simulated_session(kaggle_like).any()
+    assert is_simulated_session(pd.Series(["sim-1", "2"], dtype="string")).tolist() == [True, False]
+    assert is_simulated_session([12, "sim-3"]).tolist() == [False, True]  # numbers, as read from a CSV
+
+
 def test_rejects_nonsense_sizes():
     with pytest.raises(ValueError):
         simulate(users=0)
 
 
 def test_default_simulation_is_unchanged_byte_for_byte():
-    """Tests and the README depend on the default data: new options must not move a single byte."""
+    """Tests and the README depend on the default data: new options must not move a single byte (the
+    ``sim-`` session prefix did move bytes, and nothing else: same rows, same order, same values)."""
     data = simulate()
     digest = hashlib.sha256(
         b"".join(frame.to_csv(index=False).encode() for frame in (data.train, data.test, data.truth))
     ).hexdigest()
-    assert digest == "230faef20d57ceec30e305692fe95598c0e065c3c93ea5d0b7830838dfe4af6f"
+    assert digest == "5012bb4ad822e054c1fc22e24d4e345ea80519e0c28b50502dfc5a9d7137e735"
 
 
 def test_same_display_leaves_only_behaviour_to_separate_users():

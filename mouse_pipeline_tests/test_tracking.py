@@ -13,7 +13,7 @@ from mlflow.tracking import MlflowClient
 from sklearn.dummy import DummyClassifier
 
 from mouse_pipeline import tracking
-from mouse_pipeline.champion import DataIdentity
+from mouse_pipeline.champion import DataIdentity, may_score
 from mouse_pipeline.cli import main as cli_main
 from mouse_pipeline.features import FeatureConfig
 
@@ -79,6 +79,34 @@ def test_a_champion_of_other_data_never_stays_over_a_valid_model_of_the_current_
     assert not guessing.promoted and "failed validation" in guessing.message
     champion = tracking.load_champion(store, NAME)
     assert champion.version == again.version and champion.identity == other_sessions
+
+
+def sessions_frame(*ids: str) -> pd.DataFrame:
+    return pd.DataFrame({"session_id": list(ids), "timestamp": range(len(ids))})
+
+
+def test_a_champion_scores_only_files_of_its_own_kind_of_data():
+    simulated = identity(users=("sim-a", "sim-b"), simulated=True)
+    real = identity()
+    kaggle = sessions_frame("1", "2", "2", "120")
+    sim = sessions_frame("sim-1", "sim-2", "sim-2")
+    assert may_score(simulated, sim) == (True, "") and may_score(real, kaggle) == (True, "")
+    fits, why = may_score(simulated, kaggle)
+    assert not fits and simulated.describe() in why and "the file holds real sessions" in why
+    assert "none of its 3 session ids starts with 'sim-'" in why
+    fits, why = may_score(real, sim)
+    assert not fits and real.describe() in why and "the file holds simulated sessions" in why
+    mixed = sessions_frame("sim-1", "2", "3")
+    assert "1 of its 3 session ids start with 'sim-'" in may_score(real, mixed)[1]
+    assert "2 of its 3 session ids lack 'sim-'" in may_score(simulated, mixed)[1]
+    assert may_score(None, kaggle) == (True, "")  # a version from before identities: not judged
+
+
+def test_data_whose_sessions_are_all_simulated_is_simulated_wherever_its_file_came_from():
+    sessions = ["sim-1", "sim-2", "sim-3", "sim-4"]
+    in_band = DataIdentity.of(["u1", "u2", "u1", "u2"], sessions, {s: 0 for s in sessions}, False, "train.csv")
+    assert in_band.simulated  # e.g. simulator output given as MOUSE_TRAIN_CSV
+    assert not identity().simulated
 
 
 def test_registered_model_reloads_and_predicts_the_same(store, tmp_path):

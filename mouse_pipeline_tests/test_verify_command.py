@@ -18,7 +18,7 @@ from mouse_pipeline.cli import main as cli_main
 from mouse_pipeline.features import FeatureConfig, feature_columns
 from mouse_pipeline.fusion import FUSIONS
 from mouse_pipeline.outputs import read_manifest
-from mouse_pipeline.simulate import simulate
+from mouse_pipeline.simulate import SIMULATED_SESSION_PREFIX, simulate
 from mouse_pipeline.tracking import Champion
 from mouse_pipeline_tests.test_calibration import calibrate, fit_all
 
@@ -144,6 +144,43 @@ def test_verify_refuses_an_incomplete_champion(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "lacks verification_threshold, unknown_threshold" in err[0]
     mlflow.set_tracking_uri(None)
+
+
+def as_real_file(path, out):
+    """The simulated events file ``path`` without the ``sim-`` session prefix: a file that looks real."""
+    events = pd.read_csv(path, dtype=str)
+    events[c.SESSION_ID] = events[c.SESSION_ID].str.removeprefix(SIMULATED_SESSION_PREFIX)
+    events.to_csv(out, index=False)
+    return out
+
+
+def test_a_simulated_champion_refuses_a_real_file_unless_told_to_score_anyway(champion_store, tmp_path, capsys):
+    real = as_real_file(champion_store["files"]["test"], tmp_path / "Test_Mouse.csv")
+    score = ["score", str(real), "--out", str(tmp_path / "scored"), "--tracking-uri", champion_store["uri"],
+             "--model-name", NAME, "--quiet"]
+    assert cli_main(score) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"error: {real}: verify-test-model version 1 may not score this file")
+    assert "trained on simulated data (train.csv): 4 users, 16 sessions" in err[0]
+    assert "the file holds real sessions" in err[0]
+    assert "--allow-foreign-champion" in err[0] and "MOUSE_TRAIN_CSV and MOUSE_TEST_CSV" in err[0]
+    assert not (tmp_path / "scored").exists()
+    claims = write_claims(tmp_path / "claims.csv", [("x", "y")])
+    verify_real = ["verify", str(real), "--claims", claims, "--out", str(tmp_path / "verified"), "--tracking-uri",
+                   champion_store["uri"], "--model-name", NAME, "--quiet"]
+    assert cli_main(verify_real) == 2 and "may not score this file" in capsys.readouterr().err
+
+    assert cli_main([*score, "--allow-foreign-champion"]) == 0
+    printed = capsys.readouterr()
+    assert "warning: scored anyway (--allow-foreign-champion)" in printed.err
+    assert "scored with verify-test-model version 1, trained on simulated data (train.csv)" in printed.out
+    manifest = read_manifest(tmp_path / "scored")
+    assert "the file holds real sessions" in manifest["foreign_champion"]
+    assert manifest["training_data"]["data.simulated"] == "true"
+    assert cli_main([*verify_real, "--allow-foreign-champion"]) == 0
+    manifest = read_manifest(tmp_path / "verified")
+    assert "the file holds real sessions" in manifest["foreign_champion"]
+    assert manifest["training_data"]["data.simulated"] == "true"
 
 
 def test_scoring_uses_the_champions_fused_length_aware_verdicts(champion_store, tmp_path):

@@ -134,7 +134,7 @@ def user_identifier(
             "n_features": len(columns),
             "train_file": files.train.name,
             "train_file_sha256": file_sha256(files.train),
-            "simulated_data": files.simulated,
+            "simulated_data": identity.simulated,
             "training_batches": ", ".join(enrolled_training_events.batches) or "none",
             "train_rows": len(chosen.table),
             **{f"ingest.{k}": ingest[k] for k in ("rows_read", "rows_accepted", "rows_rejected",

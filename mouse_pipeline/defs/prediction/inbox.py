@@ -23,12 +23,15 @@ INTERVAL_S = 15
 
 class ScoringRunConfig(dg.Config):
     """The file to score; ``sha256`` (when given) must match its content; ``source_name`` is the name of the
-    file it was copied from; ``output_name`` names the output folder (default: from the file name)."""
+    file it was copied from; ``output_name`` names the output folder (default: from the file name);
+    ``allow_foreign_champion`` scores with a champion trained on other data than the file (simulated data
+    for a real file, or real data for a simulated one: refused by default)."""
 
     csv_path: str
     sha256: str = ""
     source_name: str = ""
     output_name: str = ""
+    allow_foreign_champion: bool = False
 
 
 @dg.op(description="Validate, featurise and predict one unlabelled CSV with the champion model.")
@@ -42,7 +45,8 @@ def score_csv(
         if config.sha256:
             file_cursor.verify_staged(config.csv_path, config.sha256)
         champion = mlflow_tracking.champion()
-        result = score_file(config.csv_path, champion, progress=context.log.info, source_name=source)
+        result = score_file(config.csv_path, champion, progress=context.log.info, source_name=source,
+                            allow_foreign_champion=config.allow_foreign_champion)
     except (EventFileError, ValueError) as exc:
         raise dg.Failure(description=str(exc), metadata={"file": source}) from exc
     write_result_folder(out, result.tables(), result.info(sha256=config.sha256 or None,
@@ -50,6 +54,8 @@ def score_csv(
                         escape=mouse_data.escape_csv_formulas)
     if config.sha256:
         file_cursor.remove_staged(config.csv_path)
+    if result.foreign_champion:
+        context.log.warning(f"scored anyway (allow_foreign_champion): {result.foreign_champion}")
     context.add_output_metadata(
         {
             "source_file": source,
@@ -59,6 +65,7 @@ def score_csv(
             "sessions_scored": len(result.sessions),
             "model_version": result.model_version,
             "model": champion.describe(),
+            "foreign_champion": result.foreign_champion or "none: the champion fits the file",
             "output_folder": dg.MetadataValue.path(str(out)),
         }
     )
