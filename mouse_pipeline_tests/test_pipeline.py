@@ -297,3 +297,55 @@ def test_a_corrupt_stored_value_fails_with_one_line_naming_the_file_and_the_asse
     assert not failed.success
     message = step_failure(failed).splitlines()[0]
     assert str(path) in message and f"materialise {asset} again" in message
+
+
+def test_model_card_is_logged_and_its_numbers_are_the_runs_metrics(whole_graph):
+    trained = whole_graph["result"].output_for_node("user_identifier")
+    card = whole_graph["result"].output_for_node("model_card")
+    client = whole_graph["client"]
+    metrics = client.get_run(trained.run_id).data.metrics
+    assert card.metrics and all(metrics[name] == pytest.approx(value) for name, value in card.metrics.items())
+    text = Path(client.download_artifacts(trained.run_id, "model_card.md", str(whole_graph["tmp"]))).read_text()
+    assert text == card.markdown == (whole_graph["tmp"] / "data" / "reports" / "model_card.md").read_text()
+    for section in ("## Data", "## Chosen settings and why", "## Scores", "## Hand or machine",
+                    "most important features", "## Verification", "## What these numbers promise"):
+        assert section in text
+    meta = whole_graph["result"].asset_materializations_for_node("model_card")[0].metadata
+    assert meta["model_card"].value == card.markdown
+
+
+def test_one_session_per_user_trains_end_to_end_and_a_user_with_too_few_events_is_left_out(tmp_path):
+    """Enrolment from one session: every user validated on time blocks of it; a user below the minimum
+    is named and left out, the rest train, predict, and say how they were validated."""
+    data = simulate(users=5, sessions=1, test_sessions=1, actions_per_session=40, seed=8)
+    tiny = data.train[data.train[c.USER_ID] == data.train[c.USER_ID].iloc[0]].head(30).assign(
+        **{c.USER_ID: "9999", c.SESSION_ID: "sim-tiny"})
+    tiny[c.UID] = [f"tiny-{i}" for i in range(len(tiny))]
+    files = data.write(tmp_path / "sim")
+    pd.concat([data.train, tiny], ignore_index=True).to_csv(files["train"], index=False)
+    defs = build_definitions(pipeline_resources(tmp_path, files["train"], files["test"]))
+    result = run_assets(defs, "* and not group:exploration", FAST_CONFIG)
+    assert result.success, step_failure(result)
+    checks = {e.check_name: e for e in result.get_asset_check_evaluations()}
+    assert not checks["enough_events_per_user"].passed  # a warning, not a block
+    enrolled = result.asset_materializations_for_node("enrolled_training_events")[0].metadata
+    assert enrolled["users_left_out"].value == 1 and "9999" in enrolled["left_out"].value
+    assert enrolled["users_validated_by_blocks"].value == 5
+    card = result.output_for_node("model_card").markdown
+    assert "5 users with a single session by held-out **blocks within one session**" in card
+    assert "`9999`: 30 events, fewer than the 100 needed" in card
+    sessions = pd.read_csv(tmp_path / "data" / "predictions" / "latest" / "session_predictions.csv", dtype=str)
+    assert len(sessions) == 5 and "9999" not in set(sessions[c.USER_ID])
+
+
+def test_feature_families_reach_model_selection_from_the_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv("MOUSE_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("MOUSE_FEATURE_FAMILIES", "behaviour")
+    monkeypatch.setenv("MOUSE_MIN_EVENTS_PER_USER", "250")
+    res = build_resources()
+    settings = res["model_selection"].settings(res["feature_engine"], res["validation_limits"])
+    assert settings.families == "behaviour" and settings.min_events_per_user == 250
+    assert res["feature_engine"].plan().pinned is None  # MOUSE_WINDOW_SIZE unset: auto
+    monkeypatch.setenv("MOUSE_FEATURE_FAMILIES", "hands")
+    with pytest.raises(ValueError, match="hands"):
+        Settings.from_env()

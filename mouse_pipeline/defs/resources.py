@@ -26,7 +26,8 @@ from mouse_pipeline.features import FeatureConfig
 from mouse_pipeline.outputs import remove_stale_temporaries, write_csv
 from mouse_pipeline.selection_settings import FeaturePlan, SelectionSettings
 from mouse_pipeline.settings import DEFAULT_MODEL_NAME, TRACKING_URI_ENV, Settings
-from mouse_pipeline.simulate import TEST_FILE, TRAIN_FILE, simulate
+from mouse_pipeline import contract as c
+from mouse_pipeline.simulate import TEST_FILE, TRAIN_FILE, is_simulated_session, simulate
 from mouse_pipeline.spark_engine import DEFAULT_MASTER, EVENTS_PER_GROUP, check_engine
 from mouse_pipeline.tracking import Champion, default_tracking_uri, load_champion, use_experiment
 from mouse_pipeline.validation import RuleSettings
@@ -104,7 +105,7 @@ class MouseDataResource(dg.ConfigurableResource):
     def _simulated(self) -> tuple[Path, Path]:
         folder = self.output_dir("simulated")
         train, test = folder / TRAIN_FILE, folder / TEST_FILE
-        if not (train.exists() and test.exists()):
+        if not (train.exists() and test.exists()) or not _marked_simulated(test):
             data = simulate(users=20, sessions=6, test_sessions=2, seed=self.simulation_seed)
             # Write to temporary names then rename, so concurrent steps never read half a file.
             tmp = folder / f".tmp-{os.getpid()}"
@@ -125,6 +126,13 @@ class MouseDataResource(dg.ConfigurableResource):
             )
         train, test = self._simulated()
         return EventFiles(train, test, simulated=True)
+
+
+def _marked_simulated(path: Path) -> bool:
+    """Whether a simulated file's first session id carries the simulator's mark (files written by older
+    versions do not: they are written again, so that scoring tells them from real files)."""
+    first = pd.read_csv(path, usecols=[c.SESSION_ID], dtype=str, nrows=1)[c.SESSION_ID]
+    return bool(len(first)) and bool(is_simulated_session(first.to_numpy()).all())
 
 
 class FeatureEngineResource(dg.ConfigurableResource):
@@ -307,6 +315,19 @@ class MlflowResource(dg.ConfigurableResource):
                     "data failed the champion gate: see user_identifier's champion_gate), or set "
                     "allow_foreign_champion in the run config to score anyway.")
         return champion
+
+
+def champion_fits_file(champion: Champion, events: pd.DataFrame, mouse_data: MouseDataResource,
+                       allow_foreign: bool) -> str:
+    """The test file's check of :func:`~mouse_pipeline.scoring.check_champion_fits` as a Dagster failure:
+    a champion of simulated data never scores a real file (nor the reverse) unless ``allow_foreign``;
+    returns the reason when overridden, "" when the champion fits."""
+    from mouse_pipeline.scoring import ForeignChampionError, check_champion_fits
+
+    try:
+        return check_champion_fits(champion, events, mouse_data.event_files().test.name, allow_foreign)
+    except ForeignChampionError as exc:
+        raise dg.Failure(f"{exc} (in a Dagster run: allow_foreign_champion: true in the asset's config)") from exc
 
 
 def build_resources(settings: Settings | None = None) -> dict[str, dg.ConfigurableResource]:

@@ -7,7 +7,7 @@ from mouse_pipeline import contract as c
 from mouse_pipeline.defs.metadata import table_preview
 from mouse_pipeline.defs.model.assets import TrainedModel
 from mouse_pipeline.defs.features.assets import table_config
-from mouse_pipeline.defs.resources import DATA_POOL, MlflowResource, MouseDataResource
+from mouse_pipeline.defs.resources import DATA_POOL, MlflowResource, MouseDataResource, champion_fits_file
 from mouse_pipeline.prediction import UNKNOWN
 from mouse_pipeline.outputs import LATEST, publish_folder
 from mouse_pipeline.scoring import prediction_info, prediction_tables, score_events
@@ -41,6 +41,9 @@ def predictions(
     threshold). Each run writes its own folder ``predictions/runs/<run id>/`` with a
     ``manifest.json`` written last, then moves the ``latest`` link to it in one step."""
     champion = mlflow_tracking.champion(user_identifier.identity, config.allow_foreign_champion)
+    foreign = champion_fits_file(champion, raw_test_events, mouse_data, config.allow_foreign_champion)
+    if foreign:
+        context.log.warning(f"scored anyway (allow_foreign_champion): {foreign}")
     scored = score_events(champion, raw_test_events, test_session_features, table_config(test_session_features))
     root = mouse_data.output_dir("predictions")
     folder = publish_folder(root, context.run_id, prediction_tables(scored),
@@ -60,6 +63,7 @@ def predictions(
             else "not calibrated",
             "model_version": champion.version,
             "model": champion.describe(),
+            "foreign_champion": foreign or "no",
             "predicted_users": dg.MetadataValue.json(sessions[c.USER_ID].value_counts().to_dict()),
             "mean_probability": float(sessions["probability"].mean()),
             "folder": dg.MetadataValue.path(str(folder)),

@@ -13,7 +13,7 @@ from mouse_pipeline.calibration import VerificationReport, calibrate_verificatio
 from mouse_pipeline.claims import read_claims, verify_events
 from mouse_pipeline.defs.features.assets import EnrolledEvents, table_config
 from mouse_pipeline.defs.model.assets import TrainedModel
-from mouse_pipeline.defs.resources import DATA_POOL, MlflowResource, MouseDataResource
+from mouse_pipeline.defs.resources import DATA_POOL, MlflowResource, MouseDataResource, champion_fits_file
 from mouse_pipeline.outputs import write_atomic
 from mouse_pipeline.scoring import champion_rule
 from mouse_pipeline.selection import session_folds
@@ -132,6 +132,7 @@ def verification(
     except ValueError as exc:
         raise dg.Failure(str(exc)) from exc
     champion = mlflow_tracking.champion(user_identifier.identity, config.allow_foreign_champion)
+    champion_fits_file(champion, raw_test_events, mouse_data, config.allow_foreign_champion)
     rule = champion_rule(champion)
     decisions = verify_events(champion, raw_test_events, claims, features=test_session_features,
                               features_config=table_config(test_session_features), rule=rule)
