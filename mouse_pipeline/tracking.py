@@ -135,6 +135,7 @@ TRUSTED_TYPES: tuple[str, ...] = (
     "sklearn.neural_network._stochastic_optimizers.AdamOptimizer",
     "sklearn.neural_network._stochastic_optimizers.SGDOptimizer",
     "sklearn.tree._tree.Tree",
+    "sklearn.utils._bunch.Bunch",  # a dict of the fitted networks of an MLP seed bag (VotingClassifier)
 )
 MODEL_SHA256_TAG = "model_sha256"
 

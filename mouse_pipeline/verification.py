@@ -15,7 +15,7 @@ separation, as the biometrics field reports it.
 
 Open set: a session whose best score falls below a threshold calibrated the
 same way (known users' best scores against those of users left out of
-training, :func:`leave_one_user_out_scores`) gets the verdict ``unknown``.
+training, :func:`mouse_pipeline.calibration.open_set_scores`) gets the verdict ``unknown``.
 
 What scoring applies is a :class:`ScoringRule`: the chosen fusion of window
 probabilities (:mod:`mouse_pipeline.fusion`), the verification thresholds
@@ -32,20 +32,16 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from joblib import Parallel, delayed
-from sklearn.base import clone
 from sklearn.metrics import roc_auc_score, roc_curve
 
 from mouse_pipeline import contract as c
-from mouse_pipeline.evaluation import session_probabilities
 from mouse_pipeline.figures import png_bytes, pyplot
 from mouse_pipeline.fusion import LEGACY_FUSION, best_users
-from mouse_pipeline.modelling import SessionPerUserKFold
 
 UNKNOWN = "unknown"
 #: Run parameters and artifact that carry a :class:`ScoringRule` besides its threshold metrics.
@@ -161,43 +157,6 @@ def verify_claims(proba: pd.DataFrame, claims: pd.DataFrame, threshold: float | 
             "problem": problem,
         }
     )
-
-
-def leave_one_user_out_scores(
-    build: Callable[[], object], X: pd.DataFrame, y: np.ndarray, sessions: np.ndarray, n_splits: int = 2,
-    random_state: int = 0, n_jobs: int = 1,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Best-score of sessions from known users and from users never seen in training.
-
-    For each user u and each fold of a session-grouped K-fold over the other
-    users, a model is trained on the fold's training sessions without u; it
-    scores the fold's held-out sessions (known users, out-of-fold) and all of
-    u's sessions (an unknown user). Returns (known best scores, unknown best
-    scores), one per session and fold.
-    """
-    y = np.asarray(y).astype(str)
-    sessions = np.asarray(sessions).astype(str)
-    parts = Parallel(n_jobs=n_jobs)(
-        delayed(_without_user)(build, X, y, sessions, user, n_splits, random_state) for user in np.unique(y)
-    )
-    return np.concatenate([k for k, _ in parts]), np.concatenate([u for _, u in parts])
-
-
-def _without_user(build, X, y, sessions, user, n_splits, random_state) -> tuple[np.ndarray, np.ndarray]:
-    """Known and unknown best scores with ``user`` left out of training (one user of the LOUO loop)."""
-    others = np.flatnonzero(y != user)
-    unknown_rows = np.flatnonzero(y == user)
-    known_scores, unknown_scores = [], []
-    cv = SessionPerUserKFold(n_splits, random_state)
-    for train, test in cv.split(X.iloc[others], y[others], sessions[others]):
-        model = clone(build()).fit(X.iloc[others[train]], y[others[train]])
-        held = others[test]
-        known = session_probabilities(model.predict_proba(X.iloc[held]), model.classes_, sessions[held])
-        unknown = session_probabilities(model.predict_proba(X.iloc[unknown_rows]), model.classes_,
-                                        sessions[unknown_rows])
-        known_scores.append(known.max(axis=1).to_numpy())
-        unknown_scores.append(unknown.max(axis=1).to_numpy())
-    return np.concatenate(known_scores), np.concatenate(unknown_scores)
 
 
 def open_set_verdicts(best_score: pd.Series, best_user: pd.Series, threshold: float | np.ndarray) -> pd.Series:

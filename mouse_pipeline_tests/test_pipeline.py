@@ -306,7 +306,7 @@ def test_model_card_is_logged_and_its_numbers_are_the_runs_metrics(whole_graph):
     metrics = client.get_run(trained.run_id).data.metrics
     assert card.metrics and all(metrics[name] == pytest.approx(value) for name, value in card.metrics.items())
     text = Path(client.download_artifacts(trained.run_id, "model_card.md", str(whole_graph["tmp"]))).read_text()
-    assert text == card.markdown == (whole_graph["tmp"] / "data" / "reports" / "model_card.md").read_text()
+    assert text == card.markdown
     for section in ("## Data", "## Chosen settings and why", "## Scores", "## Hand or machine",
                     "most important features", "## Verification", "## What these numbers promise"):
         assert section in text

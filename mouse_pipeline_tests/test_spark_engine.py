@@ -132,7 +132,8 @@ def test_spark_reader_names_a_parquet_file_without_the_contract_columns(spark_se
 
 
 def test_spark_engine_in_dagster_gives_the_pandas_engine_features(spark_session, tmp_path, small_files):
-    selection = "group:ingestion or group:features"
+    """Every candidate feature setting of training, and the test features in the chosen one."""
+    selection = "+key:test_session_features"
     outputs = {}
     for engine in ("pandas", "spark"):
         res = pipeline_resources(tmp_path / engine, small_files["train"], small_files["test"], engine=engine)
@@ -140,11 +141,13 @@ def test_spark_engine_in_dagster_gives_the_pandas_engine_features(spark_session,
         result = run_assets(build_definitions(res), selection)
         assert result.success
         assert {"train_session_features", "test_session_features"} <= materialized(result)
-        outputs[engine] = [result.output_for_node(name) for name in ("train_session_features",
-                                                                      "test_session_features")]
+        feature_sets = result.output_for_node("train_session_features")
+        outputs[engine] = [*(fs.table for fs in feature_sets), *(fs.scoring for fs in feature_sets),
+                           result.output_for_node("test_session_features")]
         meta = [e for e in result.get_asset_materialization_events()
                 if e.asset_key.to_user_string() == "train_session_features"][0].materialization.metadata
-        assert meta["engine"].value == engine
+        assert meta["engine"].value == engine and meta["feature_settings"].value == len(feature_sets) > 1
+    assert len(outputs["pandas"]) == len(outputs["spark"])
     for pandas_table, spark_table in zip(*outputs.values()):
         assert_same_features(pandas_table, spark_table)
     assert spark_session.sparkContext._jsc is not None  # the resource left the shared session running
@@ -157,9 +160,9 @@ def test_pandas_engine_never_starts_spark(monkeypatch, tmp_path, small_files):
     monkeypatch.setattr(spark_engine, "start_session", refuse)
     res = pipeline_resources(tmp_path, small_files["train"], small_files["test"])
     res["spark"] = SparkResource(master="spark://nowhere:7077")
-    result = run_assets(build_definitions(res), "group:ingestion or group:features")
+    result = run_assets(build_definitions(res), "+key:test_session_features")
     assert result.success
-    table = result.output_for_node("train_session_features")
+    table = result.output_for_node("test_session_features")
     assert np.isfinite(table.select_dtypes("number").to_numpy()).all()
 
 

@@ -34,7 +34,7 @@ def register(score: float, X: pd.DataFrame, y: np.ndarray, calibrated: bool = Tr
         mlflow.log_metric("cv_macro_f1", score)
         _, version = tracking.log_sklearn_model(model, X.head(2), NAME)
         if calibrated:
-            mlflow.log_metrics({"verification_threshold": 0.5, "unknown_threshold": 0.2})
+            mlflow.log_metrics({"verification_threshold": 0.5, "unknown_threshold": 0.2, "unknown_false_rate": 0.05})
     return version
 
 
@@ -116,7 +116,8 @@ def test_registered_model_reloads_and_predicts_the_same(store, tmp_path):
     y = np.array(["u1", "u2"] * 10)
     model = LogisticRegression().fit(X, y)
     with mlflow.start_run():
-        mlflow.log_metrics({"cv_macro_f1": 0.5, "verification_threshold": 0.5, "unknown_threshold": 0.2})
+        mlflow.log_metrics({"cv_macro_f1": 0.5, "verification_threshold": 0.5, "unknown_threshold": 0.2,
+                            "unknown_false_rate": 0.05})
         _, version = tracking.log_sklearn_model(model, X.head(3), NAME)
     tracking.gate_champion(MlflowClient(store), NAME, version, 0.5, identity(), 0.0)
     champion = tracking.load_champion(store, NAME)
@@ -173,15 +174,16 @@ def test_a_tampered_model_file_is_refused(store):
 
 
 def test_models_are_stored_with_skops_and_hold_only_trusted_types(small_simulation):
-    from mouse_pipeline.modelling import TrainingSettings, build_pipeline
+    from mouse_pipeline.modelling import build_pipeline
+    from mouse_pipeline.selection_settings import SelectionSettings
 
     rng = np.random.default_rng(0)
     X = pd.DataFrame(rng.normal(size=(60, 4)), columns=list("abcd"))
     y = np.array(["u1", "u2", "u3"] * 20)
-    for candidate in TrainingSettings(hidden_layer_sizes=((5,),), alpha=(0.1,), max_iter=20,
-                                      compare=("extra_trees", "hist_gradient_boosting")).candidates():
-        fitted = build_pipeline(candidate.family, {**candidate.params, **(
-            {"n_estimators": 5} if candidate.family == "extra_trees" else {})}).fit(X, y)
+    settings = SelectionSettings(mlp_hidden_layer_sizes=((5,),), mlp_alpha=(0.1,), mlp_max_iter=20, mlp_seeds=2,
+                                 extra_trees_n_estimators=5)
+    for candidate in settings.estimators():
+        fitted = build_pipeline(candidate.family, candidate.params, 0, candidate.feature_selection).fit(X, y)
         assert tracking.untrusted_types(fitted) == [], candidate.name
 
 
