@@ -51,7 +51,7 @@ def permutation_importance(result: SelectionResult, feature_set: FeatureSet) -> 
     """
     settings = result.settings
     choice = result.champion.choice
-    folds = session_folds([feature_set], settings)
+    folds = result.folds if result.folds is not None else session_folds([feature_set], settings)
     rng = np.random.default_rng(settings.random_state)
     groups = _permutation_groups(choice)
     drops = []

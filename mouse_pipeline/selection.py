@@ -356,8 +356,12 @@ class SelectionResult:
         95 % bootstrap intervals of the champion's scores (metric -> (low, high)).
     seconds:
         Wall-clock time of the selection.
+    settings:
+        The settings the selection ran with (``n_splits``: the folds that held sessions).
     chunk_events:
         Held-out sessions were scored in chunks of about this many events (0: whole).
+    folds:
+        Fold of every training session (index: session id, pseudo-sessions included).
     """
 
     table: pd.DataFrame
@@ -368,6 +372,7 @@ class SelectionResult:
     seconds: float
     settings: SelectionSettings
     chunk_events: int = 0
+    folds: pd.Series | None = None
 
     @property
     def cross_validation(self) -> CrossValidation:
@@ -389,10 +394,39 @@ def fit_choice(choice: Choice, features: pd.DataFrame, random_state: int = 0) ->
 
 
 def session_folds(feature_sets: Sequence[FeatureSet], settings: SelectionSettings) -> pd.Series:
-    """Fold of every training session (the same for every feature setting)."""
+    """Fold of every training session (the same for every feature setting), numbered 0.. without gaps.
+
+    With fewer users than folds and few sessions (or blocks) each, some of
+    :class:`SessionPerUserKFold`'s folds hold no session: they are dropped, so
+    every fold scored holds out something (see :func:`effective_settings`).
+    """
     table = feature_sets[0].table
-    return SessionPerUserKFold(settings.n_splits, settings.random_state).session_folds(
+    folds = SessionPerUserKFold(settings.n_splits, settings.random_state).session_folds(
         table[c.USER_ID].to_numpy().astype(str), table[c.SESSION_ID].to_numpy().astype(str))
+    used = np.sort(folds.unique())
+    return folds.map(dict(zip(used, range(len(used))))).astype(int)
+
+
+def recorded_folds(folds: pd.Series, recorded: pd.Series, chunk_events: int = 0) -> pd.Series:
+    """Folds of each recorded session, as text: the folds of its blocks (``"2"``, or ``"0,3"`` for a
+    session cut in blocks), and ``@<events>`` when held-out sessions were scored in chunks of that length.
+
+    Two cross-validations are comparable when these agree (see
+    :class:`~mouse_pipeline.champion.DataIdentity`); ``recorded`` maps each (pseudo-)session id of
+    ``folds`` to its recorded session (:attr:`~mouse_pipeline.enrolment.Enrolment.recorded_session`).
+    """
+    of = recorded.reindex(folds.index)
+    of = of.fillna(pd.Series(folds.index, index=folds.index))
+    text = folds.astype(str).groupby(of.to_numpy()).agg(lambda f: ",".join(sorted(f)))
+    return text + (f"@{chunk_events}" if chunk_events else "")
+
+
+def effective_settings(settings: SelectionSettings, folds: pd.Series) -> SelectionSettings:
+    """``settings`` with ``n_splits`` the number of folds that hold sessions (at most as asked)."""
+    n = int(folds.nunique())
+    if n >= settings.n_splits:
+        return settings
+    return replace(settings, n_splits=n, first_round_folds=min(settings.first_round_folds, n))
 
 
 def candidate_grid(feature_sets: Sequence[FeatureSet], settings: SelectionSettings) -> list[Choice]:
@@ -418,9 +452,13 @@ def select(feature_sets: Sequence[FeatureSet], settings: SelectionSettings = Sel
     """
     started = time.perf_counter()
     folds = session_folds(feature_sets, settings)
+    settings = effective_settings(settings, folds)
     fold_data = {fs.config: _Folds.of(fs, folds) for fs in feature_sets}
     grid = [_Entry(choice, fold_data[choice.config]) for choice in candidate_grid(feature_sets, settings)]
     entries = [e for e in grid if _affordable(e.choice, e.folds, settings)]
+    if not entries:
+        raise ValueError(f"no candidate fits the budgets on {len(folds)} sessions: offer an MLP, or raise "
+                         "extra_trees_max_bytes / hist_gradient_boosting_max_cells")
     finalists = race(entries, settings)
     champion = _scored(entries[finalists[0]])
     mlps = [i for i in finalists if entries[i].choice.is_mlp]
@@ -431,7 +469,7 @@ def select(feature_sets: Sequence[FeatureSet], settings: SelectionSettings = Sel
     intervals = bootstrap_intervals(champion.cv, unit_clusters, settings.bootstrap_resamples, settings.random_state)
     over_budget = [e for e in grid if not _affordable(e.choice, e.folds, settings)]
     return SelectionResult(candidate_table(entries, over_budget), champion, best_mlp, ablation, intervals,
-                           time.perf_counter() - started, settings, feature_sets[0].chunk_events)
+                           time.perf_counter() - started, settings, feature_sets[0].chunk_events, folds)
 
 
 def _scored(entry: _Entry) -> Scored:

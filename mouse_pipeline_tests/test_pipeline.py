@@ -231,8 +231,9 @@ def with_selection(resources: dict, **selection) -> dict:
 
 def test_a_much_worse_model_is_registered_without_the_champion_alias(whole_graph):
     worse = build_definitions(with_selection(whole_graph["resources"], **USELESS))
-    again = run_assets(worse, "key:user_identifier or key:verification_calibration or key:model_card or "
-                       "key:champion", FAST_CONFIG, whole_graph["instance"])
+    again = run_assets(worse, "key:enrolled_training_events or key:train_session_features or key:user_identifier "
+                       "or key:verification_calibration or key:model_card or key:champion", FAST_CONFIG,
+                       whole_graph["instance"])
     assert again.success
     gate = again.output_for_node("champion")
     assert gate.version == "2" and not gate.promoted

@@ -204,3 +204,25 @@ def test_every_default_estimator_loads_with_skops_trusting_only_the_tracked_type
     for candidate in SelectionSettings(mlp_max_iter=50, extra_trees_n_estimators=10).estimators():
         model = candidate.build(0).fit(table[columns], table[c.USER_ID])
         assert untrusted_types(model) == [], candidate.name
+
+
+def test_folds_that_would_hold_no_session_are_dropped():
+    """Two new accounts, one session each, cut in blocks: six folds asked, only the folds that hold a block are
+    scored, and the card's numbers use them."""
+    data = simulate(users=2, sessions=1, test_sessions=0, actions_per_session=40, seed=3)
+    half = int(data.train.groupby(c.USER_ID).size().min() // 2)  # sessions to score: blocks of half a session
+    settings = replace(FAST, n_splits=6, first_round_folds=2, scored_session_events=half)
+    enrolment, feature_sets, result = run_selection(data.train, settings)
+    assert (enrolment.users["validation_groups"] == 2).all()  # 2 users x 2 blocks dealt over 6 folds: 3 hold one
+    assert result.settings.n_splits == result.folds.nunique() == 3
+    assert sorted(result.folds.unique()) == [0, 1, 2]
+    assert result.champion.cv.truth.nunique() == 2 and set(result.ablation)
+
+
+def test_recorded_folds_name_recorded_sessions_and_how_they_were_scored():
+    from mouse_pipeline.selection import recorded_folds
+
+    folds = pd.Series({"a#1": 0, "a#2": 2, "b": 1})
+    recorded = pd.Series({"a#1": "a", "a#2": "a", "b": "b"})
+    assert recorded_folds(folds, recorded).to_dict() == {"a": "0,2", "b": "1"}
+    assert recorded_folds(folds, recorded, 500).to_dict() == {"a": "0,2@500", "b": "1@500"}

@@ -2,8 +2,8 @@
 
 =================  ==========================================================
 ``ingestion/``     ``raw_*_events``, ``rejected_*`` assets and the event checks
-``features/``      ``train_session_features``, ``test_session_features``, checks
-``model/``         ``feature_matrix``, ``user_identifier``, ``model_evaluation``
+``features/``      ``enrolled_training_events``, ``train_session_features``, ``test_session_features``
+``model/``         ``user_identifier``, ``model_evaluation``, ``feature_matrix``, ``model_card``, ``champion``
 ``verification/``  ``verification_calibration``, ``verification``
 ``prediction/``    ``predictions``; the ``score_new_sessions`` job, ``inbox_sensor``
 ``exploration/``   ``event_profile``, ``user_plots``

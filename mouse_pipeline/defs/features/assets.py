@@ -36,7 +36,7 @@ from mouse_pipeline.defs.storage import EventTable, table_path, write_table
 from mouse_pipeline.enrolment import EnrolmentError, Enrolment, prepare_training_events
 from mouse_pipeline.features import FeatureConfig, extract_features, feature_columns
 from mouse_pipeline.selection import featurise, plan_feature_settings, setting_name, typical_session_events
-from mouse_pipeline.selection_settings import SelectionSettings
+from mouse_pipeline.selection_settings import FeaturePlan, SelectionSettings
 
 GROUP = "features"
 #: Key of a feature table's ``attrs`` (kept in its Parquet file) holding the settings it was made with.
@@ -45,11 +45,13 @@ CONFIG_ATTR = "feature_config"
 
 @dataclass
 class EnrolledEvents:
-    """Training events ready for model selection, and the selection settings of this run (with the
-    typical length of the sessions to be scored, taken from the test file)."""
+    """Training events ready for model selection, and the settings every later step of this training
+    uses: the feature plan (all planned settings, or the pinned one) and the selection settings (with
+    the typical length of the sessions to be scored, taken from the test file)."""
 
     enrolment: Enrolment
     settings: SelectionSettings
+    plan: FeaturePlan
     batches: tuple[str, ...] = ()
 
 
@@ -147,8 +149,10 @@ def enrolled_training_events(
 ) -> dg.Output:
     """The training file's events plus every materialised training batch, enrolled: a user with fewer
     than MOUSE_MIN_EVENTS_PER_USER events is left out (named here and in the log), a user with one
-    session is cut into time blocks that validation holds out in turn. Also fixes this run's selection
-    settings, with the typical length of the test file's sessions."""
+    session is cut into time blocks that validation holds out in turn. Also fixes the settings of this
+    training (model_selection and feature_engine resources, the typical length of the test file's
+    sessions): train_session_features and user_identifier use them, so a change of those resources
+    takes effect from this asset on."""
     events, batches, batch_info = _with_batches(context, raw_train_events.read(), mouse_data)
     typical = typical_session_events(raw_test_events.read(columns=[c.SESSION_ID]))
     settings = model_selection.settings(feature_engine, validation_limits, typical)
@@ -160,7 +164,7 @@ def enrolled_training_events(
         context.log.warning(line)
     users = enrolment.users
     return dg.Output(
-        EnrolledEvents(enrolment, settings, batches),
+        EnrolledEvents(enrolment, settings, feature_engine.plan(), batches),
         metadata={
             "users_enrolled": len(users),
             "users_left_out": len(enrolment.left_out),
@@ -190,7 +194,7 @@ def train_session_features(
     compares: whole sessions and window sizes in events and actions that follow the data (or the one
     setting MOUSE_WINDOW_SIZE pins), each computed once."""
     enrolment, settings = enrolled_training_events.enrolment, enrolled_training_events.settings
-    plan = feature_engine.plan()
+    plan = enrolled_training_events.plan
     configs = [plan.pinned] if plan.pinned else plan_feature_settings(enrolment.events, settings)
     started = time.perf_counter()
     feature_sets = featurise(enrolment.events, configs, settings,

@@ -16,14 +16,7 @@ from mouse_pipeline import tracking
 from mouse_pipeline.champion import DataIdentity
 from mouse_pipeline.defs.features.assets import EnrolledEvents
 from mouse_pipeline.defs.metadata import png_markdown, table_preview
-from mouse_pipeline.defs.resources import (
-    DATA_POOL,
-    FeatureEngineResource,
-    MlflowResource,
-    ModelSelectionResource,
-    MouseDataResource,
-    ValidationLimitsResource,
-)
+from mouse_pipeline.defs.resources import DATA_POOL, MlflowResource, MouseDataResource
 from mouse_pipeline.evaluation import (
     confusion_heatmap_png,
     evaluation_report,
@@ -34,7 +27,7 @@ from mouse_pipeline.features import FeatureConfig
 from mouse_pipeline.model_card import card_metrics, permutation_importance, render_model_card
 from mouse_pipeline.modelling import CrossValidation, build_feature_matrix
 from mouse_pipeline.outputs import file_sha256, write_atomic
-from mouse_pipeline.selection import FeatureSet, SelectionResult, select, session_folds, setting_name
+from mouse_pipeline.selection import FeatureSet, SelectionResult, recorded_folds, select, setting_name
 
 GROUP = "model"
 #: Candidate rows shown in the Dagster metadata (all of them go to MLflow).
@@ -86,18 +79,13 @@ def user_identifier(
     train_session_features: list[FeatureSet],
     mlflow_tracking: MlflowResource,
     mouse_data: MouseDataResource,
-    model_selection: ModelSelectionResource,
-    feature_engine: FeatureEngineResource,
-    validation_limits: ValidationLimitsResource,
 ) -> dg.Output:
     """The user-identification model. Model selection races every (feature setting x estimator)
     candidate (MLPs, ExtraTrees, HistGradientBoosting; see ``train_session_features``) in one
     session-grouped CV at session level, by successive halving over folds; the champion is fitted on
     every row of its setting, logged with the candidate table, the best MLP and the hand-or-machine
     ablation, and registered in MLflow. The ``champion`` asset decides on its promotion."""
-    enrolment = enrolled_training_events.enrolment
-    settings = model_selection.settings(feature_engine, validation_limits,
-                                        enrolled_training_events.settings.scored_session_events)
+    enrolment, settings = enrolled_training_events.enrolment, enrolled_training_events.settings
     result = select(train_session_features, settings, enrolment.recorded_session)
     chosen = next(fs for fs in train_session_features if fs.config == result.feature_config)
     pipeline = result.fit(chosen.table)
@@ -113,7 +101,11 @@ def user_identifier(
         context.log.info(line)
 
     files = mouse_data.event_files()
-    identity = DataIdentity.of(labels, sessions, session_folds(train_session_features, settings), files.simulated,
+    # The data's identity names recorded sessions (not the blocks of one-session users), and the folds
+    # they were scored on, so that a champion is compared only with a model scored the same way.
+    recorded = enrolment.recorded_session
+    identity = DataIdentity.of(labels, recorded.reindex(sessions).fillna(pd.Series(sessions, index=sessions)),
+                               recorded_folds(result.folds, recorded, result.chunk_events), files.simulated,
                                files.train.name)
     ingest = _latest_metadata(context, "raw_train_events")
     candidate = result.champion.choice.candidate

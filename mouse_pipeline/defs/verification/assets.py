@@ -2,11 +2,13 @@
 
 from dataclasses import dataclass
 from functools import partial
+from typing import Literal
 
 import dagster as dg
 import mlflow
 import pandas as pd
 
+from mouse_pipeline import contract as c
 from mouse_pipeline import tracking
 from mouse_pipeline.defs.metadata import png_markdown, table_preview
 from mouse_pipeline.calibration import VerificationReport, calibrate_verification
@@ -16,7 +18,7 @@ from mouse_pipeline.defs.model.assets import TrainedModel
 from mouse_pipeline.defs.resources import DATA_POOL, MlflowResource, MouseDataResource, champion_fits_file
 from mouse_pipeline.outputs import write_atomic
 from mouse_pipeline.scoring import champion_rule
-from mouse_pipeline.selection import session_folds
+from mouse_pipeline.verification import FUSION_PARAM as VERIFICATION_FUSION_PARAM
 from mouse_pipeline.verification import USER_OFFSETS_ARTIFACT
 
 GROUP = "verification"
@@ -34,7 +36,7 @@ class CalibrationRunConfig(dg.Config):
 
     target_far: float = 0.01
     unknown_target: float = 0.05
-    unknown_mode: str = "global"
+    unknown_mode: Literal["global", "per_user"] = "global"
     unknown_groups: int = 5
     open_set_folds: int = 3
     n_resamples: int = 1000
@@ -62,9 +64,19 @@ def verification_calibration(
     trained = user_identifier
     settings = trained.selection.settings
     choice = trained.selection.champion.choice
-    folds = session_folds([trained.feature_set], settings)
+    folds = trained.selection.folds
+    events = enrolled_training_events.enrolment.events
+    unseen = set(events[c.SESSION_ID].unique()) - set(folds.index)
+    if unseen:
+        raise dg.Failure(f"enrolled_training_events holds {len(unseen)} session(s) that user_identifier was not "
+                         "trained on (it was materialised again since): materialise user_identifier again first")
+    client = mlflow_tracking.client()
+    if VERIFICATION_FUSION_PARAM in client.get_run(trained.run_id).data.params:
+        raise dg.Failure(f"model version {trained.version} (MLflow run {trained.run_id}) is already calibrated, and "
+                         "a registered model's thresholds are not changed after the champion gate: materialise "
+                         "user_identifier to train and calibrate a new version")
     report = calibrate_verification(
-        enrolled_training_events.enrolment.events, trained.feature_config, trained.columns,
+        events, trained.feature_config, trained.columns,
         partial(choice.build, settings.random_state), folds, target_far=config.target_far,
         unknown_target=config.unknown_target, unknown_mode=config.unknown_mode,
         unknown_groups=config.unknown_groups, open_set_folds=config.open_set_folds,
@@ -132,7 +144,7 @@ def verification(
     except ValueError as exc:
         raise dg.Failure(str(exc)) from exc
     champion = mlflow_tracking.champion(user_identifier.identity, config.allow_foreign_champion)
-    champion_fits_file(champion, raw_test_events, mouse_data, config.allow_foreign_champion)
+    foreign = champion_fits_file(champion, raw_test_events, mouse_data, config.allow_foreign_champion)
     rule = champion_rule(champion)
     decisions = verify_events(champion, raw_test_events, claims, features=test_session_features,
                               features_config=table_config(test_session_features), rule=rule)
@@ -149,6 +161,7 @@ def verification(
             "threshold": float(rule.verification_threshold),
             "model_version": champion.version,
             "model": champion.describe(),
+            "foreign_champion": foreign or "no",
             "path": dg.MetadataValue.path(str(out)),
             "preview": table_preview(decisions),
         }
