@@ -25,7 +25,7 @@ from mouse_pipeline.defs.resources import MouseDataResource
 from mouse_pipeline.outputs import read_manifest
 from mouse_pipeline.defs.retrain import retrain_schedule
 from mouse_pipeline.settings import Settings
-from mouse_pipeline.tracking import use_experiment
+from mouse_pipeline.tracking import load_champion, use_experiment
 from mouse_pipeline_tests.conftest import (
     ALL_ASSETS,
     BATCH_ASSETS,
@@ -66,6 +66,9 @@ def test_test_features_and_predictions_use_the_feature_setting_model_selection_c
     model = trained["result"].output_for_node("user_identifier")
     test = trained["result"].output_for_node("test_session_features")
     assert table_config(test) == model.feature_config
+    champion = load_champion(trained["resources"]["mlflow_tracking"].uri(), "mouse-user-identifier")
+    assert champion.feature_config == model.feature_config  # the features.* params of the run: what score uses
+    assert len(model.selection.table) > 1 and model.selection.table["feature_setting"].nunique() > 1  # auto
     sessions = trained["result"].output_for_node("predictions").set_index(c.SESSION_ID)["n_windows"]
     windows = test.groupby(c.SESSION_ID).size()
     assert sessions.sort_index().tolist() == windows.sort_index().tolist()
