@@ -25,7 +25,7 @@ import pandas as pd
 
 from mouse_pipeline import contract as c
 from mouse_pipeline.selection_settings import SelectionSettings
-from mouse_pipeline.validation import RuleResult, enough_events_per_user
+from mouse_pipeline.validation import RuleResult, enough_events_per_user, sessions_per_user
 
 #: Separates a session id from its block number in a pseudo-session id.
 BLOCK_SEPARATOR = "#"
@@ -36,14 +36,6 @@ BY_BLOCKS = "blocks within one session"
 
 class EnrolmentError(ValueError):
     """Training is impossible: fewer than two users can be enrolled."""
-
-
-def events_per_user(events: pd.DataFrame) -> pd.DataFrame:
-    """Sessions and events of each user, sorted by user."""
-    grouped = events.groupby(c.USER_ID, sort=True)
-    return pd.DataFrame(
-        {"sessions": grouped[c.SESSION_ID].nunique(), "events": grouped.size()}
-    ).rename_axis(c.USER_ID).reset_index()
 
 
 @dataclass(frozen=True)
@@ -96,7 +88,7 @@ def prepare_training_events(events: pd.DataFrame, settings: SelectionSettings = 
     :class:`EnrolmentError` when fewer than two users remain.
     """
     rule = enough_events_per_user(events, settings.min_events_per_user)
-    counts = events_per_user(events)
+    counts = sessions_per_user(events)
     too_few = counts[c.USER_ID].isin(rule.offenders[c.USER_ID])
     left_out = counts[too_few].assign(
         reason=lambda t: [f"{n} events, fewer than the {settings.min_events_per_user} needed" for n in t["events"]]
