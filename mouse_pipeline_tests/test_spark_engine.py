@@ -10,6 +10,7 @@ import pytest
 from mouse_pipeline import contract as c
 from mouse_pipeline import spark_engine
 from mouse_pipeline.definitions import build_definitions
+from mouse_pipeline.simulate import simulate
 from mouse_pipeline.features import FeatureConfig, extract_features
 from mouse_pipeline.ingest import read_events
 from mouse_pipeline.defs.resources import FeatureEngineResource, SparkResource
@@ -131,17 +132,23 @@ def test_spark_reader_names_a_parquet_file_without_the_contract_columns(spark_se
         spark_engine.read_events(spark_session, str(tmp_path / "thin.parquet"), labelled=False)
 
 
-def test_spark_engine_in_dagster_gives_the_pandas_engine_features(spark_session, tmp_path, small_files):
-    """Every candidate feature setting of training, and the test features in the chosen one."""
+def test_spark_engine_in_dagster_gives_the_pandas_engine_features(spark_session, tmp_path):
+    """Every candidate feature setting of training (with the chunks of held-out sessions, since the test
+    sessions are much shorter), and the test features in the chosen one."""
+    files = simulate(users=4, sessions=3, test_sessions=1, actions_per_session=40, test_actions_per_session=8,
+                     seed=5).write(tmp_path / "sim")
     selection = "+key:test_session_features"
     outputs = {}
     for engine in ("pandas", "spark"):
-        res = pipeline_resources(tmp_path / engine, small_files["train"], small_files["test"], engine=engine)
+        res = pipeline_resources(tmp_path / engine, files["train"], files["test"], engine=engine)
         res["spark"] = SparkResource(master="local[2]")
         result = run_assets(build_definitions(res), selection)
         assert result.success
         assert {"train_session_features", "test_session_features"} <= materialized(result)
         feature_sets = result.output_for_node("train_session_features")
+        assert feature_sets[0].chunk_events > 0 and all(fs.scoring is not fs.table for fs in feature_sets)
+        checks = {e.check_name: e for e in result.get_asset_check_evaluations()}
+        assert checks["train_features_one_row_per_window_all_finite"].passed
         outputs[engine] = [*(fs.table for fs in feature_sets), *(fs.scoring for fs in feature_sets),
                            result.output_for_node("test_session_features")]
         meta = [e for e in result.get_asset_materialization_events()

@@ -63,14 +63,16 @@ def extractor(feature_engine: FeatureEngineResource, spark: SparkResource,
         return extract_features
     from mouse_pipeline.spark_engine import features_to_parquet, read_feature_table
 
-    written: dict[tuple[int, int], Path] = {}
+    written: dict[tuple[int, int], tuple[int, Path]] = {}
 
     def extract(events: pd.DataFrame, config: FeatureConfig) -> pd.DataFrame:
         key = (id(events), len(events))
         if key not in written:
-            written[key] = write_table(events, spark_out / f"events-{len(written)}.parquet")
-        out = spark_out / f"features-{len(written)}-{config.window_size}-{config.window_unit}"
-        files = features_to_parquet(spark.session(), str(written[key]), str(out), config,
+            index = len(written)
+            written[key] = index, write_table(events, spark_out / f"events-{index}.parquet")
+        index, path = written[key]
+        out = spark_out / f"features-{index}-{config.window_size}-{config.window_unit}"
+        files = features_to_parquet(spark.session(), str(path), str(out), config,
                                     events_per_group=spark.events_per_group)
         return read_feature_table(files.features)
 

@@ -33,14 +33,17 @@ def well_formed(table: pd.DataFrame, session_ids: pd.Series) -> dg.AssetCheckRes
 
 @dg.asset_check(
     asset="train_session_features", name="train_features_one_row_per_window_all_finite", blocking=True,
-    description="In every feature setting: one row per session window, every enrolled session present, no NaN "
-                "and no infinity.",
+    description="In every feature setting (and its chunks of held-out sessions): one row per session window, "
+                "every enrolled session present, no NaN and no infinity.",
     additional_ins={"enrolled": dg.AssetIn("enrolled_training_events")},
 )
 def train_features_one_row_per_window_all_finite(train_session_features: list[FeatureSet],
                                                   enrolled) -> dg.AssetCheckResult:
     sessions = enrolled.enrolment.events[c.SESSION_ID].drop_duplicates()
     results = {fs.name: well_formed(fs.table, sessions) for fs in train_session_features}
+    for fs in train_session_features:  # held-out sessions scored in chunks: the chunks' table too
+        if fs.scoring is not fs.table:
+            results[f"{fs.name}, scored in chunks"] = well_formed(fs.scoring, fs.scored_session.index.to_series())
     failed = [name for name, result in results.items() if not result.passed]
     rows = pd.DataFrame([{"feature_setting": name, "passed": r.passed,
                           **{k: getattr(v, "value", v) for k, v in r.metadata.items()}} for name, r in results.items()])

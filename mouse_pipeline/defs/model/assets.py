@@ -257,8 +257,9 @@ def champion(context: dg.AssetExecutionContext, user_identifier: TrainedModel,
 def model_evaluation(
     user_identifier: TrainedModel, mlflow_tracking: MlflowResource, mouse_data: MouseDataResource
 ) -> dg.Output:
-    """Out-of-fold, session-level evaluation of the trained model: macro-F1, accuracy, top-3,
-    F1 per user, confusion matrix, and the train-versus-CV over-fitting gap."""
+    """Out-of-fold evaluation of the trained model per held-out session (or per chunk of it, when the
+    sessions to be scored are much shorter than the training sessions): macro-F1, accuracy, top-3, F1
+    per user, confusion matrix, and the train-versus-CV over-fitting gap."""
     cv = user_identifier.cross_validation
     report = evaluation_report(cv.truth, cv.session_proba)
     png = confusion_heatmap_png(report.confusion)
