@@ -350,3 +350,23 @@ def test_feature_families_reach_model_selection_from_the_environment(monkeypatch
     monkeypatch.setenv("MOUSE_FEATURE_FAMILIES", "hands")
     with pytest.raises(ValueError, match="hands"):
         Settings.from_env()
+
+
+def test_the_data_identity_names_recorded_sessions_whatever_the_blocks(tmp_path):
+    """One-session users are cut in blocks as long as the test file's sessions: another test file changes the
+    blocks (and so the folds the model was scored on), never the identity of the training data."""
+    data = simulate(users=4, sessions=1, test_sessions=1, actions_per_session=40, seed=8)
+    short = simulate(users=4, sessions=1, test_sessions=1, actions_per_session=40, test_actions_per_session=10,
+                     seed=8)
+    files = data.write(tmp_path / "long")
+    short_test = short.write(tmp_path / "short")["test"]
+    identities = []
+    for test in (files["test"], short_test):
+        defs = build_definitions(pipeline_resources(tmp_path / test.parent.name, files["train"], test))
+        result = run_assets(defs, "+key:user_identifier")
+        assert result.success
+        identities.append(result.output_for_node("user_identifier").identity)
+    first, second = identities
+    assert first.n_sessions == second.n_sessions == 4  # recorded sessions, not blocks
+    assert (first.users_sha256, first.sessions_sha256) == (second.users_sha256, second.sessions_sha256)
+    assert first.folds_sha256 != second.folds_sha256  # scored on other blocks: not comparable, stated so
