@@ -243,6 +243,13 @@ def test_a_much_worse_model_is_registered_without_the_champion_alias(whole_graph
     assert meta["decision"].value == "not promoted" and meta["serving_version"].value == "1"
 
 
+def test_a_calibrated_version_is_not_calibrated_again(whole_graph):
+    """A registered version's thresholds are fixed once the gate has seen them."""
+    again = run_assets(whole_graph["defs"], "key:verification_calibration", FAST_CONFIG, whole_graph["instance"])
+    assert not again.success
+    assert "is already calibrated" in step_failure(again)
+
+
 def test_readme_settings_table_is_the_settings_module_table():
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     assert settings_table() in readme, "README's settings table differs: paste `python -m mouse_pipeline.settings`"
