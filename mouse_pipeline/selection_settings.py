@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass
 from mouse_pipeline.features import FeatureConfig
 from mouse_pipeline.features.families import ALL, parse_families
 from mouse_pipeline.modelling import Candidate
+from mouse_pipeline.validation import RuleSettings
 
 #: Window size or unit left to model selection.
 AUTO = "auto"
@@ -137,7 +138,7 @@ class SelectionSettings:
     # Feature families.
     families: str = ALL
     # Enrolment.
-    min_events_per_user: int = 100
+    min_events_per_user: int = RuleSettings.min_events_per_user
     # Model card.
     bootstrap_resamples: int = 1000
     importance_folds: int = 2

@@ -22,6 +22,7 @@ from typing import Any
 from mouse_pipeline.features import FeatureConfig
 from mouse_pipeline.features.families import ALL, parse_families
 from mouse_pipeline.selection_settings import AUTO, FeaturePlan
+from mouse_pipeline.validation import RuleSettings
 from mouse_pipeline.spark_engine import DEFAULT_MASTER, ENGINES
 
 #: The variable MLflow itself reads for its tracking URI (it may hold a password).
@@ -64,8 +65,8 @@ class Settings:
                                 "compared; `events` when the size is pinned)", "`auto`")
     feature_families: str = _setting("MOUSE_FEATURE_FAMILIES", ALL, "feature families the models train on: `all`, "
                                      "`behaviour`, `environment`, or family names joined by commas", "`all`")
-    min_events_per_user: int = _setting("MOUSE_MIN_EVENTS_PER_USER", 100, "a user with fewer training events is left "
-                                        "out of training (named in `enough_events_per_user`)")
+    min_events_per_user: int = _setting("MOUSE_MIN_EVENTS_PER_USER", RuleSettings.min_events_per_user, "a user with fewer training events is left "
+                                        "out of training, named in `enrolled_training_events` and the model card")
     pause_ms: float = _setting("MOUSE_PAUSE_MS", _FEATURES.pause_ms, "a pause longer than this (ms) splits an "
                                "action")
     engine: str = _setting("MOUSE_ENGINE", ENGINES[0], "feature engine: `pandas` (in process) or `spark` (needs the "

@@ -358,7 +358,8 @@ def sessions_per_user(events: pd.DataFrame) -> pd.DataFrame:
     return EventIndex.of(events).user_counts()
 
 
-def enough_events_per_user(events: pd.DataFrame, min_events: int = 100) -> RuleResult:
+def enough_events_per_user(events: pd.DataFrame,
+                           min_events: int = RuleSettings.min_events_per_user) -> RuleResult:
     """Every user has at least ``min_events`` events, in any number of sessions.
 
     Offenders: one row per user below the minimum (``user_id``, ``sessions``, ``events``).
