@@ -95,14 +95,19 @@ def _score(args: argparse.Namespace, settings: Settings) -> int:
     _warn_if_foreign(result)
     sessions = result.sessions
     low = int((sessions["probability"] < args.low_confidence).sum())
-    print(f"{result.ingest.rows_accepted:,} rows accepted, {result.ingest.rows_rejected:,} rejected; "
-          f"{len(sessions)} sessions scored with {result.scored.champion.describe()}; "
+    print(f"{_rows(result.ingest)}; {len(sessions)} sessions scored with {result.scored.champion.describe()}; "
           f"{low} below probability {args.low_confidence}")
     with_runner_up = sessions.assign(probability=sessions["probability"].round(3),
                                      runner_up_probability=sessions["runner_up_probability"].round(3))
     print(with_runner_up.to_string(index=False))
     print(_written(result, out))
     return 0
+
+
+def _rows(ingest) -> str:
+    """Row accounting of a file read: read = accepted + rejected + exact duplicates."""
+    return (f"{ingest.rows_read:,} rows read: {ingest.rows_accepted:,} accepted, {ingest.rows_rejected:,} rejected, "
+            f"{ingest.exact_duplicates:,} exact duplicates dropped")
 
 
 def _verify(args: argparse.Namespace, settings: Settings) -> int:
@@ -115,8 +120,7 @@ def _verify(args: argparse.Namespace, settings: Settings) -> int:
     result, out = done
     _warn_if_foreign(result)
     d = result.decisions
-    print(f"{result.ingest.rows_accepted:,} rows accepted, {result.ingest.rows_rejected:,} rejected; {len(d)} claims "
-          f"decided with {result.champion.describe()}: {int(d['accepted'].sum())} accepted, "
+    print(f"{_rows(result.ingest)}; {len(d)} claims decided with {result.champion.describe()}: {int(d['accepted'].sum())} accepted, "
           f"{int((~d['accepted']).sum())} rejected, {int((d['problem'] != '').sum())} with a problem")
     shown = ["session_id", "claimed_user_id", "n_actions", "score", "threshold", "accepted", "decided_at_actions",
              "problem"]

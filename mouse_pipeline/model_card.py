@@ -151,13 +151,14 @@ def card_metrics(result: SelectionResult, enrolment: Enrolment) -> dict[str, flo
 
 def render_model_card(result: SelectionResult, enrolment: Enrolment, importance: pd.DataFrame,
                       top_features: int = 20, top_candidates: int = 5, verification: Mapping[str, float] | None = None,
-                      per_user: pd.DataFrame | None = None, worst_users: int = 5) -> ModelCard:
+                      per_user: pd.DataFrame | None = None, worst_users: int = 5, trained_on: str = "") -> ModelCard:
     """The card as Markdown, every number taken from :func:`card_metrics` or, for the verification
     section, from ``verification`` (the calibration's MLflow metrics) and ``per_user`` (each user's EER
-    and AUC as the claimed user, worst first)."""
+    and AUC as the claimed user, worst first). ``trained_on`` names the model and its data (a line under
+    the title: model version, MLflow run, training file, simulated or real)."""
     m = card_metrics(result, enrolment)
     sections = [
-        _header(result),
+        _header(result) + (f"\n\n{trained_on}" if trained_on else ""),
         _data_section(m, enrolment),
         _choice_section(result, m, top_candidates),
         _scores_section(result, m),
@@ -189,9 +190,11 @@ def _verification_section(v: Mapping[str, float], per_user: pd.DataFrame | None,
         f"{_f(v['verification_eer_worst_user'])}, Gini coefficient {_f(v['verification_eer_gini'])} "
         "(0: every user equally well verified).",
     ]
-    if per_user is not None and len(per_user):
+    if per_user is not None and len(per_user) and (per_user["eer"] > 0).any():
         lines += ["", f"The {min(worst, len(per_user))} hardest users to verify:", "",
                   _markdown_table(per_user.head(worst).round(4))]
+    elif per_user is not None and len(per_user):
+        lines += ["", "Every user was verified without error on these folds."]
     return "\n".join(lines)
 
 
@@ -288,12 +291,28 @@ def _importance_section(importance: pd.DataFrame, top: int, settings) -> str:
         f"{settings.importance_folds} folds x {settings.importance_repeats} shuffles, held-out rows subsampled "
         f"to at most {settings.importance_max_rows}.",
         "",
-        _markdown_table(columns.round(4)),
+        _markdown_table(columns.round(4)) if (columns["importance"] > 0).any() else
+        "No single column changes the held-out score when shuffled: others carry the same information (the "
+        "families below may still matter).",
         "",
         "Whole families shuffled together:",
         "",
         _markdown_table(families.round(4)),
     ])
+
+
+#: Macro-F1 gap between the behaviour-only and environment-only scores within which neither is said to dominate.
+HAND_OR_MACHINE_MARGIN = 0.05
+
+
+def hand_or_machine(behaviour: float | None, environment: float) -> str:
+    """What the ablation says identifies users: the hand, the machine, or both alike (within the margin)."""
+    gap = environment - (behaviour or 0.0)
+    if gap > HAND_OR_MACHINE_MARGIN:
+        return "More the machine than the hand"
+    if gap < -HAND_OR_MACHINE_MARGIN:
+        return "Mostly the hand"
+    return "The machine as much as the hand"
 
 
 def _promises_section(m: dict[str, float], result: SelectionResult) -> str:
@@ -309,7 +328,7 @@ def _promises_section(m: dict[str, float], result: SelectionResult) -> str:
     behaviour, environment = m.get("cv_macro_f1_behaviour_only"), m.get("cv_macro_f1_environment_only")
     if environment is not None:
         lines.append(
-            f"- **{'The machine as much as the hand' if environment >= (behaviour or 0) else 'Mostly the hand'}.** "
+            f"- **{hand_or_machine(behaviour, environment)}.** "
             f"Device and page traits alone reach {_f(environment)} macro-F1"
             f"{'' if behaviour is None else f', behaviour alone {_f(behaviour)}'}. The more the environment alone "
             "scores, the more the model may recognise the computer rather than the person: a user on a new "
@@ -318,9 +337,12 @@ def _promises_section(m: dict[str, float], result: SelectionResult) -> str:
         lines.append(f"- **Block-validated users.** {m['users_validated_by_blocks']:.0f} users were validated on "
                      "time blocks of their single session: same day, device and mood, so their scores are likely "
                      "higher than on a later session.")
+    if m["cv_macro_f1_ci_low"] >= 1.0:
+        lines.append("- **Perfect scores.** Every held-out session was identified: the intervals have no width, "
+                     "and these data cannot say how much worse new sessions could be.")
     if m["sessions"] < 10 * m["users"]:
-        lines.append(f"- **Small data.** {m['sessions']:.0f} recorded sessions for {m['users']:.0f} users: the "
-                     "intervals are wide, and scores on another set of sessions may differ by as much.")
+        lines.append(f"- **Small data.** {m['sessions']:.0f} recorded sessions for {m['users']:.0f} users: scores "
+                     "on another set of sessions may differ by as much as the intervals are wide, or more.")
     if result.settings.scored_session_events <= 0:
         lines.append("- **Session length.** The length of the sessions to be scored was not given, so held-out "
                      "sessions were scored whole: sessions shorter than the training ones will be identified less "

@@ -11,7 +11,9 @@ from mouse_pipeline.simulate import simulate
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
-KAGGLE_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "kaggle"
+#: The real Kaggle files: ``MOUSE_KAGGLE_DIR``, else ``../shared/data/kaggle`` beside the repository.
+KAGGLE_DIR = Path(os.environ.get("MOUSE_KAGGLE_DIR") or
+                  Path(__file__).resolve().parents[1].parent / "shared" / "data" / "kaggle")
 KAGGLE_TRAIN = KAGGLE_DIR / "Train_Mouse.csv"
 KAGGLE_TEST = KAGGLE_DIR / "Test_Mouse.csv"
 

@@ -57,3 +57,11 @@ def test_permutation_importance_covers_every_column_and_family(card_inputs):
     assert set(families["family"]) <= set(FAMILIES) and len(families) >= 2
     assert columns["importance"].is_monotonic_decreasing
     assert set(importance["kind"]) <= {"behaviour", "environment"}
+
+
+def test_the_card_says_hand_or_machine_only_beyond_a_margin():
+    from mouse_pipeline.model_card import hand_or_machine
+
+    assert hand_or_machine(0.676, 0.757) == "More the machine than the hand"  # Kaggle
+    assert hand_or_machine(0.987, 0.129) == "Mostly the hand"
+    assert hand_or_machine(0.906, 0.886) == "The machine as much as the hand"  # within the margin

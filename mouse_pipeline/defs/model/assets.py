@@ -206,8 +206,10 @@ def model_card(context: dg.AssetExecutionContext, user_identifier: TrainedModel,
     users, and what the numbers do and do not promise."""
     importance = permutation_importance(user_identifier.selection, user_identifier.feature_set)
     report = verification_calibration.report
+    trained_on = (f"Model version {user_identifier.version} of {mlflow_tracking.registered_model_name} (MLflow "
+                  f"run `{user_identifier.run_id}`), trained on {user_identifier.identity.describe()}.")
     card = render_model_card(user_identifier.selection, enrolled_training_events.enrolment, importance,
-                             verification=report.metrics(), per_user=report.per_user)
+                             verification=report.metrics(), per_user=report.per_user, trained_on=trained_on)
     out = mouse_data.output_dir("reports") / "model_card.md"
     write_atomic(out, lambda tmp: tmp.write_text(card.markdown, encoding="utf-8"))
     mlflow_tracking.use_experiment()
