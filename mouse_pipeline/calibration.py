@@ -29,7 +29,6 @@ metrics, its ``rule`` (:class:`~mouse_pipeline.verification.ScoringRule`) what s
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
@@ -45,6 +44,7 @@ from mouse_pipeline.figures import png_bytes, pyplot
 from mouse_pipeline.fusion import FUSIONS, best_users, fuse
 from mouse_pipeline.modelling import fit_quietly
 from mouse_pipeline.prefixes import DEFAULT_ACTION_COUNTS, action_counts, prefix_scores, reached_counts
+from mouse_pipeline.timing import LapClock
 from mouse_pipeline.verification import (
     UNKNOWN_MODES, ErrorRates, ScoringRule, det_curve_png, error_rates,
 )
@@ -544,7 +544,7 @@ def calibrate_verification(
     """
     if unknown_mode not in UNKNOWN_MODES:
         raise ValueError(f"unknown_mode must be one of {UNKNOWN_MODES}, not {unknown_mode!r}")
-    clock = _Clock()
+    clock = LapClock()
     table = extract_features(events, config) if features is None else features
     truth = session_truth(table)
     models = fit_fold_models(table, columns, build, folds, n_jobs)
@@ -575,21 +575,8 @@ def calibrate_verification(
 
     report = VerificationReport(fusion, fusion_table, rates, rule_error_rates(rule, whole, truth, lengths), curve,
                                 intervals, users, gini(users["eer"].to_numpy()), unknown, rule, min_sessions,
-                                seconds=clock.seconds)
+                                seconds={step: round(t, 3) for step, t in clock.laps.items()})
     return _with_plots(report)
-
-
-class _Clock:
-    """Wall time of consecutive steps."""
-
-    def __init__(self) -> None:
-        self.seconds: dict[str, float] = {}
-        self._last = time.perf_counter()
-
-    def lap(self, name: str) -> None:
-        now = time.perf_counter()
-        self.seconds[name] = round(now - self._last, 3)
-        self._last = now
 
 
 # Plots -------------------------------------------------------------------------------------------------

@@ -65,7 +65,6 @@ columns, so the Spark engine runs the very same code on its batches
 from __future__ import annotations
 
 import difflib
-import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -78,6 +77,7 @@ import pyarrow.csv as pa_csv
 
 from mouse_pipeline import contract as c
 from mouse_pipeline.features.segments import sort_by_code_and_time, sort_uint64
+from mouse_pipeline.timing import LapClock
 
 #: Columns of the rejected-rows frame, before the contract columns.
 REJECT_COLUMNS: tuple[str, ...] = ("source_file", "line_number")
@@ -677,7 +677,7 @@ def read_events(path: str | Path, labelled: bool) -> IngestResult:
         For a fault of the whole file: missing, empty, binary, unparseable,
         missing or misspelt columns, or a header with no data rows.
     """
-    clock = _Clock()
+    clock = LapClock()
     path = Path(path)
     if not path.exists():
         raise EventFileError(f"{path}: file not found")
@@ -705,19 +705,6 @@ def read_events(path: str | Path, labelled: bool) -> IngestResult:
     clock.lap("sort")
     return IngestResult(source_file=str(path), events=events, rejected=rejected, rows_read=rows_read,
                         exact_duplicates=exact_duplicates, timings=clock.laps)
-
-
-class _Clock:
-    """Wall-clock seconds of consecutive stages."""
-
-    def __init__(self) -> None:
-        self.laps: dict[str, float] = {}
-        self._last = time.perf_counter()
-
-    def lap(self, stage: str) -> None:
-        now = time.perf_counter()
-        self.laps[stage] = now - self._last
-        self._last = now
 
 
 def _validate(path: Path, table: pa.Table, lines: np.ndarray, malformed: pd.DataFrame, labelled: bool

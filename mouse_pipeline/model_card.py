@@ -19,8 +19,8 @@ from sklearn.metrics import f1_score
 from mouse_pipeline import contract as c
 from mouse_pipeline.enrolment import Enrolment
 from mouse_pipeline.evaluation import predicted_users, session_probabilities
-from mouse_pipeline.modelling import fit_quietly
 from mouse_pipeline.features.families import FAMILIES, family_kind, feature_family, parse_families
+from mouse_pipeline.modelling import fit_quietly
 from mouse_pipeline.selection import Choice, FeatureSet, SelectionResult, session_folds, setting_name
 
 #: Rows of a stacked permutation batch (columns x held-out rows), to bound memory.
