@@ -38,6 +38,7 @@ from joblib import Parallel, delayed
 from sklearn.base import clone
 
 from mouse_pipeline import contract as c
+from mouse_pipeline.evaluation import session_truth
 from mouse_pipeline.error_stats import ClaimScores, Interval, bootstrap_intervals, gini, per_user_eer
 from mouse_pipeline.features import FeatureConfig, extract_features
 from mouse_pipeline.figures import png_bytes, pyplot
@@ -110,12 +111,6 @@ def fit_fold_models(table: pd.DataFrame, columns: Sequence[str], build: Callable
     )
     result.models.update(dict(zip(keys, fitted)))
     return result
-
-
-def session_truth(table: pd.DataFrame) -> pd.Series:
-    """The user of each session of a labelled table (index: session id as text)."""
-    return pd.Series(table[c.USER_ID].to_numpy().astype(str),
-                     index=table[c.SESSION_ID].to_numpy().astype(str)).groupby(level=0).first()
 
 
 # Choosing the fusion ---------------------------------------------------------------------------------

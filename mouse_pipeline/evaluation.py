@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import accuracy_score, classification_report, confusion_matrix, f1_score
 
+from mouse_pipeline import contract as c
 from mouse_pipeline.figures import png_bytes, pyplot
 
 
@@ -32,6 +33,12 @@ def top_k_accuracy(truth: pd.Series, proba: pd.DataFrame, k: int = 3) -> float:
 def predicted_users(proba: pd.DataFrame) -> pd.Series:
     """The most probable user of each session (ties: the first class in column order)."""
     return pd.Series(np.asarray(proba.columns)[proba.to_numpy().argmax(axis=1)], index=proba.index)
+
+
+def session_truth(table: pd.DataFrame) -> pd.Series:
+    """The user of each session of a labelled table (index: session id as text)."""
+    return pd.Series(table[c.USER_ID].to_numpy().astype(str),
+                     index=table[c.SESSION_ID].to_numpy().astype(str)).groupby(level=0).first()
 
 
 def session_scores(truth: pd.Series, proba: pd.DataFrame) -> dict[str, float]:

@@ -61,8 +61,6 @@ def extractor(feature_engine: FeatureEngineResource, spark: SparkResource,
     it is given once as Parquet under ``spark_out`` (its executors read files) and reads the features back."""
     if not feature_engine.uses_spark:
         return extract_features
-    from mouse_pipeline.spark_engine import features_to_parquet, read_feature_table
-
     written: dict[tuple[int, int], tuple[int, Path]] = {}
 
     def extract(events: pd.DataFrame, config: FeatureConfig) -> pd.DataFrame:
@@ -71,12 +69,19 @@ def extractor(feature_engine: FeatureEngineResource, spark: SparkResource,
             index = len(written)
             written[key] = index, write_table(events, spark_out / f"events-{index}.parquet")
         index, path = written[key]
-        out = spark_out / f"features-{index}-{config.window_size}-{config.window_unit}"
-        files = features_to_parquet(spark.session(), str(path), str(out), config,
-                                    events_per_group=spark.events_per_group)
-        return read_feature_table(files.features)
+        return _spark_features(spark, path, spark_out / f"features-{index}-{config.window_size}-{config.window_unit}",
+                               config)[0]
 
     return extract
+
+
+def _spark_features(spark: SparkResource, events: Path, out: Path, config: FeatureConfig) -> tuple[pd.DataFrame, str]:
+    """The features of a Parquet events file computed by Spark's executors into ``out``, read back, and the
+    path of the features written."""
+    from mouse_pipeline.spark_engine import features_to_parquet, read_feature_table
+
+    files = features_to_parquet(spark.session(), str(events), str(out), config, events_per_group=spark.events_per_group)
+    return read_feature_table(files.features), files.features
 
 
 def featurise_table(events: EventTable, config: FeatureConfig, feature_engine: FeatureEngineResource,
@@ -85,13 +90,9 @@ def featurise_table(events: EventTable, config: FeatureConfig, feature_engine: F
     work (the Spark engine reads the Parquet file itself)."""
     started = time.perf_counter()
     if feature_engine.uses_spark:
-        from mouse_pipeline.spark_engine import features_to_parquet, read_feature_table
-
-        files = features_to_parquet(spark.session(), str(events.path), str(spark_out), config,
-                                    events_per_group=spark.events_per_group)
-        table = read_feature_table(files.features)
+        table, written = _spark_features(spark, events.path, spark_out, config)
         engine = {"engine": "spark", "spark_master": spark.session().sparkContext.master,
-                  "spark_output": dg.MetadataValue.path(files.features)}
+                  "spark_output": dg.MetadataValue.path(written)}
     else:
         table = extract_features(events.read(), config)
         engine = {"engine": "pandas"}

@@ -17,16 +17,12 @@ from mouse_pipeline.champion import DataIdentity
 from mouse_pipeline.defs.features.assets import EnrolledEvents
 from mouse_pipeline.defs.metadata import png_markdown, table_preview
 from mouse_pipeline.defs.resources import DATA_POOL, MlflowResource, MouseDataResource
-from mouse_pipeline.evaluation import (
-    confusion_heatmap_png,
-    evaluation_report,
-    session_probabilities,
-    session_scores,
-)
+from mouse_pipeline.evaluation import confusion_heatmap_png, evaluation_report, session_scores, session_truth
 from mouse_pipeline.features import FeatureConfig
 from mouse_pipeline.model_card import card_metrics, permutation_importance, render_model_card
 from mouse_pipeline.modelling import CrossValidation, build_feature_matrix
 from mouse_pipeline.outputs import file_sha256, write_atomic
+from mouse_pipeline.prediction import session_probabilities_of
 from mouse_pipeline.selection import FeatureSet, SelectionResult, recorded_folds, select, setting_name
 
 GROUP = "model"
@@ -90,11 +86,8 @@ def user_identifier(
     chosen = next(fs for fs in train_session_features if fs.config == result.feature_config)
     pipeline = result.fit(chosen.table)
     columns = list(result.champion.choice.columns)
-    sessions = chosen.table[c.SESSION_ID].to_numpy().astype(str)
-    labels = chosen.table[c.USER_ID].to_numpy().astype(str)
-    train_proba = session_probabilities(pipeline.predict_proba(chosen.table[columns]), pipeline.classes_, sessions)
-    truth = pd.Series(labels, index=sessions).groupby(level=0).first().loc[train_proba.index]
-    train_scores = session_scores(truth, train_proba)
+    train_proba = session_probabilities_of(pipeline, chosen.table)
+    train_scores = session_scores(session_truth(chosen.table).loc[train_proba.index], train_proba)
     cv = result.champion.cv
     metrics = card_metrics(result, enrolment)
     for line in enrolment.messages():
@@ -104,7 +97,8 @@ def user_identifier(
     # The data's identity names recorded sessions (not the blocks of one-session users), and the folds
     # they were scored on, so that a champion is compared only with a model scored the same way.
     recorded = enrolment.recorded_session
-    identity = DataIdentity.of(labels, recorded.reindex(sessions).fillna(pd.Series(sessions, index=sessions)),
+    rows = chosen.table
+    identity = DataIdentity.of(rows[c.USER_ID].astype(str), recorded.loc[rows[c.SESSION_ID].astype(str)],
                                recorded_folds(result.folds, recorded, result.chunk_events), files.simulated,
                                files.train.name)
     ingest = _latest_metadata(context, "raw_train_events")
