@@ -18,6 +18,22 @@ KAGGLE_TRAIN = KAGGLE_DIR / "Train_Mouse.csv"
 KAGGLE_TEST = KAGGLE_DIR / "Test_Mouse.csv"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def own_dagster_home(tmp_path_factory):
+    """Tests keep any Dagster run history in a home of their own, never the caller's DAGSTER_HOME."""
+    import dagster as dg
+
+    home = tmp_path_factory.mktemp("dagster_home")
+    dg.DagsterInstance.from_config(str(home)).dispose()  # its stores exist before any process races for them
+    before = os.environ.get("DAGSTER_HOME")
+    os.environ["DAGSTER_HOME"] = str(home)
+    yield home
+    if before is None:
+        os.environ.pop("DAGSTER_HOME", None)
+    else:
+        os.environ["DAGSTER_HOME"] = before
+
+
 @pytest.fixture(scope="session")
 def kaggle_train() -> Path:
     if not KAGGLE_TRAIN.exists():

@@ -324,8 +324,14 @@ def test_webserver_serves_the_whole_pipeline_in_one_code_location(tmp_path):
 
 def test_two_concurrent_runs_on_one_fresh_data_folder_both_end_consistent(tmp_path, small_files):
     """No shared in-flight values, no race creating the MLflow store: each run predicts with its own data."""
+    # The runs keep their history in a Dagster home of this test's own, never the caller's
+    # DAGSTER_HOME. It is created before the runs, as `dagster dev` would: two processes creating
+    # one fresh SQLite run store at once stamp its schema twice, which Dagster cannot open again.
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    dg.DagsterInstance.from_config(str(home)).dispose()
     env = {**os.environ, "MOUSE_DATA_DIR": str(tmp_path / "data"), "MOUSE_TRAIN_CSV": str(small_files["train"]),
-           "MOUSE_TEST_CSV": str(small_files["test"])}
+           "MOUSE_TEST_CSV": str(small_files["test"]), "DAGSTER_HOME": str(home)}
     env.pop("MLFLOW_TRACKING_URI", None)
     command = [sys.executable, "-m", "dagster_dg_cli.cli", "launch", "-m", "mouse_pipeline", "--assets",
                "* and not group:exploration", "--config-json", json.dumps(FAST_RUN_CONFIG)]
