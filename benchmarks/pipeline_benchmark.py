@@ -54,6 +54,7 @@ import sys
 import tempfile
 import threading
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -176,7 +177,7 @@ def run_slice(train: Path, test: Path) -> dict:
     def ingest(kind: str, path: Path, labelled: bool):
         t0, c0 = time.perf_counter(), time.process_time()
         result = read_events(path, labelled=labelled)
-        t1, cpu = time.perf_counter(), time.process_time() - c0
+        cpu = time.process_time() - c0
         total = sum(result.timings.values())
         begin = t0
         for stage, seconds in result.timings.items():  # the stages ran one after the other
@@ -187,11 +188,11 @@ def run_slice(train: Path, test: Path) -> dict:
         return result.events
 
     events = ingest("train", train, labelled=True)
-    rules = timed("checks train", len(events), lambda: event_rules(events))
-    timed("features train", len(events), lambda: extract_features(events))
+    rules = timed("checks train", len(events), partial(event_rules, events))
+    timed("features train", len(events), partial(extract_features, events))
     del events
     test_events = ingest("test", test, labelled=False)
-    timed("features test", len(test_events), lambda: extract_features(test_events))
+    timed("features test", len(test_events), partial(extract_features, test_events))
     finished = time.perf_counter()
     out["slice"] = {"events": out["parse train"]["events"] + out["parse test"]["events"],
                     "seconds": finished - started, "cpu": time.process_time() - cpu_started,

@@ -17,7 +17,14 @@ session is user u". Candidates (``EPS`` keeps logs of zero probabilities finite)
     log p_u - log max_{v != u} p_v (a cohort normalisation: the claim must
     beat every other enrolled user);
 ``llr_best_other_of_mean``
-    the same ratio computed on the session's mean probabilities.
+    the same ratio computed on the session's mean probabilities;
+``mean_proba_tnorm``, ``mean_llr_tnorm``
+    ``mean_proba`` or ``mean_llr``, then T-normalised (test normalisation,
+    Auckenthaler et al. 2000): the claim's score minus the mean of the same
+    session's scores for the other users, divided by their standard
+    deviation. A session that looks like nobody in particular gets low
+    scores for every claim, one that clearly picks a user a high one, on one
+    scale for every session, so one threshold serves all of them.
 
 Which one a model uses is chosen by out-of-fold EER
 (:func:`mouse_pipeline.calibration.calibrate_verification`) and recorded as
@@ -61,6 +68,22 @@ def mean_of_others(values: np.ndarray) -> np.ndarray:
     return (values.sum(axis=1, keepdims=True) - values) / max(k - 1, 1)
 
 
+def cohort_normalised(scores: np.ndarray) -> np.ndarray:
+    """T-norm: each score minus the mean of the other columns of its row, over their standard deviation.
+
+    With fewer than three columns (no spread among the others), or no spread
+    at all, the score is only centred.
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    k = scores.shape[1]
+    if k < 3:
+        return scores - mean_of_others(scores)
+    others_mean = mean_of_others(scores)
+    others_square = ((scores ** 2).sum(axis=1, keepdims=True) - scores ** 2) / (k - 1)
+    spread = np.sqrt(np.maximum(others_square - others_mean ** 2, 0.0))
+    return (scores - others_mean) / np.where(spread > 1e-12, spread, 1.0)
+
+
 def session_means(values: np.ndarray, codes: np.ndarray, n_sessions: int) -> np.ndarray:
     """Mean of the rows of each session: ``values`` (windows x users), ``codes`` the session number of each row."""
     totals = np.zeros((n_sessions, values.shape[1]))
@@ -94,6 +117,14 @@ def _llr_best_other_of_mean(p, codes, n):
     return _log(mean) - _log(np.maximum(best_other(mean), 0.0))
 
 
+def _mean_proba_tnorm(p, codes, n):
+    return cohort_normalised(_mean_proba(p, codes, n))
+
+
+def _mean_llr_tnorm(p, codes, n):
+    return cohort_normalised(_mean_llr(p, codes, n))
+
+
 #: Every candidate fusion, in order of preference when two score the same.
 FUSIONS: dict[str, Callable[[np.ndarray, np.ndarray, int], np.ndarray]] = {
     "mean_proba": _mean_proba,
@@ -101,6 +132,8 @@ FUSIONS: dict[str, Callable[[np.ndarray, np.ndarray, int], np.ndarray]] = {
     "mean_llr": _mean_llr,
     "mean_llr_best_other": _mean_llr_best_other,
     "llr_best_other_of_mean": _llr_best_other_of_mean,
+    "mean_proba_tnorm": _mean_proba_tnorm,
+    "mean_llr_tnorm": _mean_llr_tnorm,
 }
 
 

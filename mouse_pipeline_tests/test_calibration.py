@@ -12,7 +12,7 @@ from mouse_pipeline.calibration import (
 )
 from mouse_pipeline.error_stats import ClaimScores, bootstrap_intervals, gini, per_user_eer, weighted_eer_auc
 from mouse_pipeline.features import FeatureConfig, extract_features, feature_columns
-from mouse_pipeline.fusion import FUSIONS, best_other, fuse
+from mouse_pipeline.fusion import FUSIONS, best_other, cohort_normalised, fuse
 from mouse_pipeline.modelling import SessionPerUserKFold, build_pipeline
 from mouse_pipeline.prediction import predict_sessions
 from mouse_pipeline.prefixes import action_counts, prefix_events, source_session
@@ -70,6 +70,22 @@ def test_fusions_of_one_window_and_the_best_other_user():
     assert llr.loc["s1", "a"] > 0 > llr.loc["s1", "b"]
     with pytest.raises(ValueError, match="unknown fusion"):
         fuse(p, np.array(["a", "b", "c"]), np.array(["s1", "s2"]), "max")
+
+
+def test_the_cohort_normalised_score_puts_every_session_on_one_scale():
+    # Two sessions with the same ranking of users on different scales: one T-normalised score each.
+    scores = np.array([[4.0, 1.0, 2.0, 1.0], [40.0, 10.0, 20.0, 10.0]])
+    z = cohort_normalised(scores)
+    assert np.allclose(z[0], z[1])
+    others = scores[0, 1:]
+    assert np.isclose(z[0, 0], (4.0 - others.mean()) / others.std())  # against the other users only
+    assert (np.argsort(z, axis=1) == np.argsort(scores, axis=1)).all()  # order within a session kept
+    assert np.allclose(cohort_normalised(np.ones((2, 4))), 0.0)  # no spread: centred, no division by zero
+    assert np.allclose(cohort_normalised(np.array([[0.9, 0.1]])), [[0.8, -0.8]])  # two users: centred only
+    p = np.array([[0.7, 0.2, 0.1], [0.1, 0.1, 0.8]])
+    tnorm = fuse(p, np.array(["a", "b", "c"]), np.array(["s1", "s2"]), "mean_llr_tnorm")
+    assert np.allclose(tnorm.to_numpy(), cohort_normalised(
+        fuse(p, np.array(["a", "b", "c"]), np.array(["s1", "s2"]), "mean_llr").to_numpy()))
 
 
 def test_weighted_rates_with_unit_weights_are_the_plain_ones():
