@@ -250,8 +250,8 @@ def _load() -> str:
 
 def _huge_pages() -> str:
     """Transparent huge page settings: on some VMs, faulting in fresh memory (every stage allocates
-    hundreds of MB) costs much system time when numpy asks for huge pages (``NUMPY_MADVISE_HUGEPAGE``)
-    and the kernel defragments for them."""
+    hundreds of MB) costs much system time when numpy asks for huge pages and the kernel defragments
+    for them. ``mouse_pipeline`` asks numpy not to, unless ``NUMPY_MADVISE_HUGEPAGE`` is set."""
     settings = []
     for name in ("enabled", "defrag"):
         try:
@@ -259,7 +259,10 @@ def _huge_pages() -> str:
             settings.append(f"{name} {next((w.strip('[]') for w in text if w.startswith('[')), '?')}")
         except OSError:
             return "unknown"
-    return ", ".join(settings) + f"; NUMPY_MADVISE_HUGEPAGE={os.environ.get('NUMPY_MADVISE_HUGEPAGE', 'unset')}"
+    chosen = os.environ.get("NUMPY_MADVISE_HUGEPAGE")
+    numpy = "numpy huge pages: " + ("off (mouse_pipeline's default)" if chosen is None else
+                                    f"NUMPY_MADVISE_HUGEPAGE={chosen}")
+    return ", ".join(settings) + f"; {numpy}"
 
 
 def report(train: Path, test: Path, repeat: int, notebook_repeat: int, faulty: Path | None, faulty_rows: int) -> None:

@@ -16,6 +16,31 @@ import os
 # internet access, keeps a finished process alive for minutes. Opt out unless the user chose.
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
+
+def _small_pages_for_numpy() -> None:
+    """Ask numpy not to request transparent huge pages for its large arrays (unless the user chose,
+    with ``NUMPY_MADVISE_HUGEPAGE``).
+
+    Where the kernel defragments memory for huge pages on request (the common
+    ``madvise`` setting of ``/sys/kernel/mm/transparent_hugepage/defrag``),
+    every fresh array of a few MB can stall while the kernel compacts memory:
+    ingestion of 2 million events spent more time in the kernel than in its
+    own code, and ran about 20% slower in a fresh process
+    (``python -m benchmarks.pipeline_benchmark`` prints the setting). The
+    pipeline's arrays are written once and read a few times, where huge pages
+    gain little.
+    """
+    if "NUMPY_MADVISE_HUGEPAGE" in os.environ:
+        return
+    try:
+        from numpy._core.multiarray import _set_madvise_hugepage
+    except ImportError:  # another numpy: its default stays
+        return
+    _set_madvise_hugepage(False)
+
+
+_small_pages_for_numpy()
+
 __all__ = ["pipeline_definitions"]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import numpy as np
 import pandas as pd
 import pytest
@@ -305,3 +306,17 @@ def test_uids_repeated_across_chunks_are_found_whatever_their_lengths():
     uids = pa.chunked_array([pa.array(["abc", "x" * 36, "q"]), pa.array(["zz", "abc"]), pa.array(["y" * 10] * 3),
                              pa.array(["abc", "abcd"])])
     assert list(_shared_uid_rows(uids)) == [0, 4, 5, 6, 7, 8]
+
+
+def test_the_package_asks_numpy_for_ordinary_pages_unless_the_user_chose():
+    import subprocess
+    import sys
+
+    probe = ("import mouse_pipeline; from numpy._core.multiarray import _set_madvise_hugepage; "
+             "print(_set_madvise_hugepage(True))")
+    env = {k: v for k, v in os.environ.items() if k != "NUMPY_MADVISE_HUGEPAGE"}
+    default = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True)
+    assert default.stdout.strip() == "False"
+    chosen = subprocess.run([sys.executable, "-c", probe], env={**env, "NUMPY_MADVISE_HUGEPAGE": "1"},
+                            capture_output=True, text=True, check=True)
+    assert chosen.stdout.strip() == "True"
