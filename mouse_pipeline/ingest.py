@@ -480,13 +480,14 @@ def _string_hashes(array: pa.Array, width: int) -> np.ndarray | None:
     long, or None when it cannot be done fast.
 
     Values of one byte length (UUIDs) are viewed as rows of a byte matrix, no
-    copy; other ASCII values are first padded with NUL to the longest (equal
-    strings stay equal; the length is mixed in, so that padding cannot make
-    unequal strings equal). Each row, zero-padded to ``width`` rounded up to
-    whole 64-bit words (the same for every chunk of a column, so that equal
-    strings hash equally wherever they are), is folded with a
-    multiply-xorshift mix, vectorised over rows. Values longer than 64 bytes,
-    or non-ASCII ones of several lengths, return None.
+    copy, and so are they when some values are empty (a missing uid: an empty
+    string takes no bytes, and hashes to 0 as below). Other ASCII values are
+    first padded with NUL to the longest (equal strings stay equal; the length
+    is mixed in, so that padding cannot make unequal strings equal). Each row,
+    zero-padded to ``width`` rounded up to whole 64-bit words (the same for
+    every chunk of a column, so that equal strings hash equally wherever they
+    are), is folded with a multiply-xorshift mix, vectorised over rows. Values
+    longer than 64 bytes, or non-ASCII ones of several lengths, return None.
     """
     n = len(array)
     if n == 0:
@@ -496,17 +497,31 @@ def _string_hashes(array: pa.Array, width: int) -> np.ndarray | None:
     offsets, data = _string_buffers(array)
     lengths = np.diff(offsets)
     longest = int(lengths.max())
-    if int(lengths.min()) != longest:
-        if not pc.all(pc.string_is_ascii(array)).as_py():
-            return None
-        offsets, data = _string_buffers(pc.utf8_rpad(array, longest, "\0"))
     words = max(1, -(-width // 8))
+    if int(lengths.min()) == longest:
+        return _fixed_length_hashes(data[offsets[0]:], n, longest, words)
+    filled = np.flatnonzero(lengths)
+    if longest > 0 and int(lengths[filled].min()) == longest:  # one length, plus empty strings
+        out = np.zeros(n, dtype=np.uint64)  # the hash of an empty string
+        out[filled] = _fixed_length_hashes(data[offsets[0]:], len(filled), longest, words)
+        return out
+    if not pc.all(pc.string_is_ascii(array)).as_py():
+        return None
+    padded = pc.utf8_rpad(array, longest, "\0")
+    return _fixed_length_hashes(_string_buffers(padded)[1], n, longest, words, lengths)
+
+
+def _fixed_length_hashes(data: np.ndarray, n: int, length: int, words: int,
+                         lengths: np.ndarray | None = None) -> np.ndarray:
+    """Hashes of the ``n`` consecutive ``length``-byte records at the start of ``data``; ``lengths``, the
+    values' own lengths when they were padded to ``length``, are mixed in instead of ``length``."""
     out = np.empty(n, dtype=np.uint64)
     for lo in range(0, n, _HASH_ROWS):
         hi = min(lo + _HASH_ROWS, n)
         block = np.zeros((hi - lo, words * 8), dtype=np.uint8)
-        block[:, :longest] = data[offsets[lo]: offsets[lo] + (hi - lo) * longest].reshape(hi - lo, longest)
-        h = lengths[lo:hi].astype(np.uint64) * _MIX
+        block[:, :length] = data[lo * length: hi * length].reshape(hi - lo, length)
+        h = (np.full(hi - lo, length, dtype=np.uint64) if lengths is None else
+             lengths[lo:hi].astype(np.uint64)) * _MIX
         for word in block.view(np.uint64).T:
             h ^= word
             h *= _MIX

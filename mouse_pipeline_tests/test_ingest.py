@@ -321,3 +321,18 @@ def test_the_package_asks_numpy_for_ordinary_pages_unless_the_user_chose():
     chosen = subprocess.run([sys.executable, "-c", probe], env={**env, "NUMPY_MADVISE_HUGEPAGE": "1"},
                             capture_output=True, text=True, check=True)
     assert chosen.stdout.strip() == "True"
+
+
+def test_uid_hashes_are_equal_exactly_for_equal_uids_whatever_the_mix_of_lengths():
+    import pyarrow as pa
+
+    from mouse_pipeline.ingest import _string_hashes
+
+    for values in (["u-1", "u-2", "u-1"], ["u-1", "", "u-2", "", "u-1"], ["a", "abc", "", "a", "abc"],
+                   ["x" * 40, "", "x" * 40, "y" * 40], ["", ""]):
+        hashes = _string_hashes(pa.array(values), max(map(len, values)))
+        same_value = np.equal.outer(np.array(values, dtype=object), np.array(values, dtype=object))
+        assert (np.equal.outer(hashes, hashes) == same_value).all(), values
+    # A slice of a larger array (its offsets start past 0) hashes as the same values on their own.
+    whole = pa.array(["zz", "u-1", "", "u-2", "u-1"])
+    assert (_string_hashes(whole.slice(1), 3) == _string_hashes(pa.array(["u-1", "", "u-2", "u-1"]), 3)).all()
