@@ -25,6 +25,7 @@ training data.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -70,6 +71,10 @@ def _with_champion(args: argparse.Namespace, settings: Settings, desc: str, fold
             print(f"error: {exc}", file=sys.stderr)
             return 2
     return result, out
+
+
+#: Exit status when stdout's reader went away (128 + SIGPIPE, as for a process the signal ends).
+BROKEN_PIPE = 141
 
 
 def _warn_if_foreign(result) -> None:
@@ -201,7 +206,14 @@ def main(argv: list[str] | None = None) -> int:
     feats.add_argument("--window-unit", choices=["events", "actions"], default=features.window_unit)
     feats.add_argument("--pause-ms", type=float, default=features.pause_ms)
     args = parser.parse_args(argv)
-    return {"score": _score, "verify": _verify, "features": _features}[args.command](args, settings)
+    try:
+        return {"score": _score, "verify": _verify, "features": _features}[args.command](args, settings)
+    except BrokenPipeError:
+        # Whoever read the summary stopped early (``mouse-pipeline score FILE | head``): the files are
+        # already written. Stop as Unix tools stop on SIGPIPE, without a traceback, and keep Python's
+        # final flush of stdout from failing again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return BROKEN_PIPE
 
 
 def _champion_arguments(command: argparse.ArgumentParser, settings: Settings, folder: str) -> None:

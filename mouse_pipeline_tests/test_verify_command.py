@@ -191,3 +191,25 @@ def test_scoring_uses_the_champions_fused_length_aware_verdicts(champion_store, 
     named = sessions[sessions["verdict"] != "unknown"]
     assert len(named) >= len(sessions) / 2
     assert np.mean(named["verdict"].to_numpy() == truth.loc[named[c.SESSION_ID]].to_numpy()) > 0.7
+
+
+def test_a_reader_that_stops_early_gets_the_files_and_no_traceback(champion_store, tmp_path):
+    """``mouse-pipeline score FILE | head``: stdout's reader is gone before the summary is printed."""
+    import os
+    import subprocess
+    import sys
+
+    from mouse_pipeline.cli import BROKEN_PIPE
+
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "mouse_pipeline.cli", "score", str(champion_store["files"]["test"]),
+               "--out", str(out), "--tracking-uri", champion_store["uri"], "--model-name", NAME, "--quiet"]
+    reader, writer = os.pipe()
+    os.close(reader)  # the reader is gone before the command writes anything
+    try:
+        done = subprocess.run(command, stdout=writer, stderr=subprocess.PIPE, text=True, timeout=300)
+    finally:
+        os.close(writer)
+    assert done.returncode == BROKEN_PIPE, done.stderr
+    assert "Traceback" not in done.stderr and "Exception ignored" not in done.stderr, done.stderr
+    assert read_manifest(out)["files"]["Predicted_mouse.csv"]["rows"] == len(champion_store["data"].test)
