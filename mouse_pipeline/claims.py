@@ -98,10 +98,10 @@ def decide_claims(whole: pd.DataFrame, prefixes: dict[int, pd.DataFrame], n_acti
     scores = np.column_stack([lookup_scores(prefixes[n], sessions, users) for n in grid]) if len(grid) else \
         np.zeros((len(claims), 0))
     problem = out.pop("problem")
-    out.insert(2, "n_actions", lengths)
+    out.insert(2, "n_actions", pd.array(lengths, dtype="Int64"))  # whole numbers, empty for an unknown session
     settled = settled_at(scores, rule.verification_threshold_for(grid, prefix=True), out["accepted"].to_numpy(),
                          lengths, grid)
-    out["decided_at_actions"] = np.where(problem.to_numpy() == "", settled, np.nan)
+    out["decided_at_actions"] = pd.array(np.where(problem.to_numpy() == "", settled, np.nan), dtype="Int64")
     for k, n in enumerate(grid):
         out[f"score_{n}_actions"] = scores[:, k]
     out["problem"] = problem
