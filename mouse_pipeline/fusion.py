@@ -20,11 +20,12 @@ session is user u". Candidates (``EPS`` keeps logs of zero probabilities finite)
     the same ratio computed on the session's mean probabilities;
 ``mean_proba_tnorm``, ``mean_llr_tnorm``
     ``mean_proba`` or ``mean_llr``, then T-normalised (test normalisation,
-    Auckenthaler et al. 2000): the claim's score minus the mean of the same
-    session's scores for the other users, divided by their standard
-    deviation. A session that looks like nobody in particular gets low
-    scores for every claim, one that clearly picks a user a high one, on one
-    scale for every session, so one threshold serves all of them.
+    Auckenthaler et al. 2000, with every enrolled user as the cohort): the
+    claim's score minus the mean of the same session's scores for all users,
+    divided by their standard deviation. A session that looks like nobody in
+    particular gets low scores for every claim, one that clearly picks a user
+    a high one, on one scale for every session, so one threshold serves all
+    of them; within a session the users keep their order.
 
 Which one a model uses is chosen by out-of-fold EER
 (:func:`mouse_pipeline.calibration.calibrate_verification`) and recorded as
@@ -69,19 +70,18 @@ def mean_of_others(values: np.ndarray) -> np.ndarray:
 
 
 def cohort_normalised(scores: np.ndarray) -> np.ndarray:
-    """T-norm: each score minus the mean of the other columns of its row, over their standard deviation.
+    """T-norm: each score standardised against all scores of its row (mean 0, standard deviation 1).
 
-    With fewer than three columns (no spread among the others), or no spread
-    at all, the score is only centred.
+    The cohort is every enrolled user, the claimed one included, so each row
+    is shifted and scaled as a whole: a session's ranking of users, and so the
+    user it names, stays that of the raw scores. A row with no spread (one
+    user, or all scores equal) is only centred.
     """
     scores = np.asarray(scores, dtype=np.float64)
-    k = scores.shape[1]
-    if k < 3:
-        return scores - mean_of_others(scores)
-    others_mean = mean_of_others(scores)
-    others_square = ((scores ** 2).sum(axis=1, keepdims=True) - scores ** 2) / (k - 1)
-    spread = np.sqrt(np.maximum(others_square - others_mean ** 2, 0.0))
-    return (scores - others_mean) / np.where(spread > 1e-12, spread, 1.0)
+    if scores.shape[1] == 0:
+        return scores
+    spread = scores.std(axis=1, keepdims=True)
+    return (scores - scores.mean(axis=1, keepdims=True)) / np.where(spread > 1e-12, spread, 1.0)
 
 
 def session_means(values: np.ndarray, codes: np.ndarray, n_sessions: int) -> np.ndarray:
