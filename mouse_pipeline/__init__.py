@@ -34,9 +34,15 @@ def _small_pages_for_numpy() -> None:
         return
     try:
         from numpy._core.multiarray import _set_madvise_hugepage
-    except ImportError:  # another numpy: its default stays
+    except ImportError:
+        try:  # numpy 1.x
+            from numpy.core.multiarray import _set_madvise_hugepage
+        except ImportError:  # another numpy: its default stays
+            return
+    try:
+        _set_madvise_hugepage(False)
+    except (TypeError, ValueError, RuntimeError):  # a numpy whose private switch changed: its default stays
         return
-    _set_madvise_hugepage(False)
 
 
 _small_pages_for_numpy()

@@ -207,12 +207,16 @@ def main(argv: list[str] | None = None) -> int:
     feats.add_argument("--pause-ms", type=float, default=features.pause_ms)
     args = parser.parse_args(argv)
     try:
-        return {"score": _score, "verify": _verify, "features": _features}[args.command](args, settings)
+        status = {"score": _score, "verify": _verify, "features": _features}[args.command](args, settings)
+        sys.stdout.flush()  # a short summary is still buffered: a closed pipe shows here, not at exit
+        return status
     except BrokenPipeError:
         # Whoever read the summary stopped early (``mouse-pipeline score FILE | head``): the files are
         # already written. Stop as Unix tools stop on SIGPIPE, without a traceback, and keep Python's
         # final flush of stdout from failing again.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
         return BROKEN_PIPE
 
 

@@ -22,10 +22,13 @@ session is user u". Candidates (``EPS`` keeps logs of zero probabilities finite)
     ``mean_proba`` or ``mean_llr``, then T-normalised (test normalisation,
     Auckenthaler et al. 2000, with every enrolled user as the cohort): the
     claim's score minus the mean of the same session's scores for all users,
-    divided by their standard deviation. A session that looks like nobody in
-    particular gets low scores for every claim, one that clearly picks a user
-    a high one, on one scale for every session, so one threshold serves all
-    of them; within a session the users keep their order.
+    divided by their standard deviation: how far the claimed user stands out
+    among the enrolled users for this session, on one scale for every session
+    (at most sqrt(n_users - 1)), so that one threshold serves sessions whose
+    raw scores run high or low. Within a session the users keep their order.
+    It ignores how confident the raw scores are, so a flat session with one
+    user slightly ahead can score like a clear one; the fusion is chosen by
+    EER, and what the ``unknown`` verdict catches is measured separately.
 
 Which one a model uses is chosen by out-of-fold EER
 (:func:`mouse_pipeline.calibration.calibrate_verification`) and recorded as

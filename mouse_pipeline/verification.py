@@ -1,8 +1,10 @@
 """Verification (is this session really the claimed user?) and open-set identification.
 
-Scores are the identification model's session probabilities: the score of a
-claim "session s is user u" is the probability the model gives to u for s.
-Calibration uses out-of-fold probabilities only, so the thresholds are set on
+The score of a claim "session s is user u" is the identification model's
+window probabilities for s fused into one number for u
+(:mod:`mouse_pipeline.fusion`: a mean probability, a log-likelihood ratio, a
+T-normalised score...; higher means more like u). Nothing here assumes a
+scale. Calibration uses out-of-fold scores only, so the thresholds are set on
 sessions the model never trained on:
 
 * *genuine* scores: every session against its true user;

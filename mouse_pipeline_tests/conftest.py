@@ -24,6 +24,7 @@ def own_dagster_home(tmp_path_factory):
     import dagster as dg
 
     home = tmp_path_factory.mktemp("dagster_home")
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
     dg.DagsterInstance.from_config(str(home)).dispose()  # its stores exist before any process races for them
     before = os.environ.get("DAGSTER_HOME")
     os.environ["DAGSTER_HOME"] = str(home)

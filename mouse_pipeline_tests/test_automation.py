@@ -329,6 +329,7 @@ def test_two_concurrent_runs_on_one_fresh_data_folder_both_end_consistent(tmp_pa
     # one fresh SQLite run store at once stamp its schema twice, which Dagster cannot open again.
     home = tmp_path / "dagster_home"
     home.mkdir()
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
     dg.DagsterInstance.from_config(str(home)).dispose()
     env = {**os.environ, "MOUSE_DATA_DIR": str(tmp_path / "data"), "MOUSE_TRAIN_CSV": str(small_files["train"]),
            "MOUSE_TEST_CSV": str(small_files["test"]), "DAGSTER_HOME": str(home)}

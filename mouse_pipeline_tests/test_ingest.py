@@ -313,7 +313,9 @@ def test_the_package_asks_numpy_for_ordinary_pages_unless_the_user_chose():
     import subprocess
     import sys
 
-    probe = ("import mouse_pipeline; from numpy._core.multiarray import _set_madvise_hugepage; "
+    probe = ("import mouse_pipeline, numpy\n"
+             "try:\n    from numpy._core.multiarray import _set_madvise_hugepage\n"
+             "except ImportError:\n    from numpy.core.multiarray import _set_madvise_hugepage\n"
              "print(_set_madvise_hugepage(True))")
     env = {k: v for k, v in os.environ.items() if k != "NUMPY_MADVISE_HUGEPAGE"}
     default = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True)

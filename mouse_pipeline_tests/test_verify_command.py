@@ -206,8 +206,10 @@ def test_a_reader_that_stops_early_gets_the_files_and_no_traceback(champion_stor
                "--out", str(out), "--tracking-uri", champion_store["uri"], "--model-name", NAME, "--quiet"]
     reader, writer = os.pipe()
     os.close(reader)  # the reader is gone before the command writes anything
+    # Buffered stdout, as in a terminal session: the short summary then fails only when flushed.
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
     try:
-        done = subprocess.run(command, stdout=writer, stderr=subprocess.PIPE, text=True, timeout=300)
+        done = subprocess.run(command, stdout=writer, stderr=subprocess.PIPE, text=True, timeout=300, env=env)
     finally:
         os.close(writer)
     assert done.returncode == BROKEN_PIPE, done.stderr
