@@ -11,8 +11,9 @@
   written as it is. :func:`write_csv` applies it unless asked not to.
 * :func:`publish_folder` writes the files of one result into a fresh folder
   with a ``manifest.json`` (row counts and sha256 of every file) written
-  last, then moves a ``latest`` link to it in one atomic step, so the files a
-  reader finds through ``latest`` always belong together.
+  last, then moves a ``latest`` link to it in one atomic step
+  (:func:`point_link`), so the files a reader finds through ``latest`` always
+  belong together.
 """
 
 from __future__ import annotations
@@ -161,11 +162,24 @@ def publish_folder(root: str | Path, name: str, tables: Mapping[str, pd.DataFram
     root = Path(root)
     remove_stale_temporaries(root)
     folder = write_result_folder(root / "runs" / name, tables, info, escape)
-    link = _temporary(root / LATEST)
-    link.symlink_to(Path("runs") / name, target_is_directory=True)
-    os.replace(link, root / LATEST)
+    point_link(root / LATEST, Path("runs") / name)
     _prune(root / "runs", keep, current=folder)
     return folder
+
+
+def point_link(link: str | Path, target: str | Path) -> Path:
+    """Make ``link`` a symbolic link to the folder ``target`` (relative to the link's folder) in one
+    atomic step: a reader finds the old target or the new one, never nothing. Returns the link."""
+    link = Path(link)
+    link.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _temporary(link)
+    tmp.symlink_to(Path(target), target_is_directory=True)
+    try:
+        os.replace(tmp, link)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return link
 
 
 def _prune(runs: Path, keep: int, current: Path) -> None:

@@ -147,6 +147,17 @@ def test_whole_graph_materialises_every_asset_and_passes_its_checks(whole_graph)
     assert all(e.passed for e in result.get_asset_check_evaluations() if e.check_name != "users_balanced")
 
 
+def test_reports_are_kept_per_version_and_champion_points_at_the_serving_one(whole_graph):
+    reports = whole_graph["tmp"] / "data" / "reports"
+    version_1 = reports / "versions" / "1"
+    assert {"model_card.md", "confusion_matrix.png", "per_user_report.csv", "confusion_matrix.csv",
+            "decision_curve.png", "decision_curve.csv", "verification_det.png"} <= {p.name for p in version_1.iterdir()}
+    assert (reports / "champion").is_symlink() and (reports / "champion").resolve() == version_1.resolve()
+    assert "Model version 1 " in (reports / "champion" / "model_card.md").read_text()
+    meta = whole_graph["result"].asset_materializations_for_node("champion")[0].metadata
+    assert Path(meta["champion_reports"].value).resolve() == version_1.resolve()
+
+
 def test_predictions_label_every_test_row_in_file_order(whole_graph, small_simulation):
     rows = pd.read_csv(whole_graph["out"] / "latest" / "Predicted_mouse.csv", dtype={c.USER_ID: str})
     sessions = pd.read_csv(whole_graph["out"] / "latest" / "session_predictions.csv",
@@ -241,6 +252,10 @@ def test_a_much_worse_model_is_registered_without_the_champion_alias(whole_graph
     assert str(client.get_model_version_by_alias("mouse-user-identifier", "champion").version) == "1"
     meta = again.asset_materializations_for_node("champion")[0].metadata
     assert meta["decision"].value == "not promoted" and meta["serving_version"].value == "1"
+    # The challenger's reports are kept under its version; the champion's stay where users look.
+    reports = whole_graph["tmp"] / "data" / "reports"
+    assert "Model version 2 " in (reports / "versions" / "2" / "model_card.md").read_text()
+    assert (reports / "champion").resolve() == (reports / "versions" / "1").resolve()
 
 
 def test_a_calibrated_version_is_not_calibrated_again(whole_graph):

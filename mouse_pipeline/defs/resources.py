@@ -23,7 +23,7 @@ from pydantic import Field, PrivateAttr
 
 from mouse_pipeline.champion import DataIdentity, belongs_to
 from mouse_pipeline.features import FeatureConfig
-from mouse_pipeline.outputs import remove_stale_temporaries, write_csv
+from mouse_pipeline.outputs import point_link, remove_stale_temporaries, write_csv
 from mouse_pipeline.selection_settings import FeaturePlan, SelectionSettings
 from mouse_pipeline.settings import DEFAULT_MODEL_NAME, TRACKING_URI_ENV, Settings
 from mouse_pipeline import contract as c
@@ -31,6 +31,10 @@ from mouse_pipeline.simulate import TEST_FILE, TRAIN_FILE, is_simulated_session,
 from mouse_pipeline.spark_engine import DEFAULT_MASTER, EVENTS_PER_GROUP, check_engine
 from mouse_pipeline.tracking import Champion, default_tracking_uri, load_champion, use_experiment
 from mouse_pipeline.validation import RuleSettings
+
+#: Folder of the reports under the data folder, and the link in it to the serving model's reports.
+REPORTS = "reports"
+CHAMPION_REPORTS = "champion"
 
 _DEFAULTS = Settings()
 #: Concurrency pool of every step that writes the data folder (see dagster_home/dagster.yaml: with run
@@ -97,6 +101,16 @@ class MouseDataResource(dg.ConfigurableResource):
         path.mkdir(parents=True, exist_ok=True)
         remove_stale_temporaries(path)
         return path
+
+    def report_dir(self, version: str) -> Path:
+        """The reports of one model version: ``reports/versions/<version>/`` (model card, evaluation,
+        verification)."""
+        return self.output_dir(f"{REPORTS}/versions/{version}")
+
+    def point_champion_reports(self, version: str) -> Path:
+        """Point ``reports/champion`` at the reports of the serving model ``version``; returns the link."""
+        self.report_dir(version)
+        return point_link(self.root / REPORTS / CHAMPION_REPORTS, Path("versions") / str(version))
 
     def write_csv(self, frame: pd.DataFrame, path: Path) -> Path:
         """Write a CSV for people: atomically, formula cells escaped unless ``escape_csv_formulas`` is off."""

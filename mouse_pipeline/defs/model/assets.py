@@ -204,7 +204,7 @@ def model_card(context: dg.AssetExecutionContext, user_identifier: TrainedModel,
                   f"run `{user_identifier.run_id}`), trained on {user_identifier.identity.describe()}.")
     card = render_model_card(user_identifier.selection, enrolled_training_events.enrolment, importance,
                              verification=report.metrics(), per_user=report.per_user, trained_on=trained_on)
-    out = mouse_data.output_dir("reports") / "model_card.md"
+    out = mouse_data.report_dir(user_identifier.version) / "model_card.md"
     write_atomic(out, lambda tmp: tmp.write_text(card.markdown, encoding="utf-8"))
     mlflow_tracking.use_experiment()
     with mlflow.start_run(run_id=user_identifier.run_id):
@@ -219,13 +219,14 @@ def model_card(context: dg.AssetExecutionContext, user_identifier: TrainedModel,
     })
 
 
-@dg.asset(pool=DATA_POOL, group_name=GROUP, deps=["model_card"])
+@dg.asset(pool=DATA_POOL, group_name=GROUP, deps=["model_card", "model_evaluation"])
 def champion(context: dg.AssetExecutionContext, user_identifier: TrainedModel,
-             mlflow_tracking: MlflowResource) -> dg.Output:
+             mlflow_tracking: MlflowResource, mouse_data: MouseDataResource) -> dg.Output:
     """The champion gate, run last: once the new version's run holds everything scoring needs (the
     calibrated thresholds included), it takes the ``champion`` alias if it passes validation and either
     the current champion belongs to other data (handover) or it scores within tolerance of it on the
-    same folds. The decision and its evidence go to this asset's metadata and to MLflow."""
+    same folds. The decision and its evidence go to this asset's metadata and to MLflow, and
+    ``reports/champion`` points at the reports of the version that serves."""
     client = mlflow_tracking.client()
     gate = tracking.gate_champion(client, mlflow_tracking.registered_model_name, user_identifier.version,
                                   user_identifier.cross_validation.scores["macro_f1"], user_identifier.identity,
@@ -233,6 +234,7 @@ def champion(context: dg.AssetExecutionContext, user_identifier: TrainedModel,
     tracking.log_gate(client, user_identifier.run_id, gate)
     context.log.info(gate.message)
     serving = gate.version if gate.promoted else gate.previous_version
+    champion_reports = mouse_data.point_champion_reports(serving) if serving else None
     return dg.Output(
         gate,
         metadata={
@@ -245,6 +247,8 @@ def champion(context: dg.AssetExecutionContext, user_identifier: TrainedModel,
             "previous_cv_macro_f1": gate.previous_score if gate.previous_score is not None else "none",
             "evidence": table_preview(gate.evidence(), rows=10, columns=None),
             "training_data": user_identifier.identity.describe(),
+            "champion_reports": dg.MetadataValue.path(str(champion_reports) if champion_reports else "none"),
+            "challenger_reports": dg.MetadataValue.path(str(mouse_data.report_dir(user_identifier.version))),
         },
     )
 
@@ -259,7 +263,7 @@ def model_evaluation(
     cv = user_identifier.cross_validation
     report = evaluation_report(cv.truth, cv.session_proba)
     png = confusion_heatmap_png(report.confusion)
-    reports = mouse_data.output_dir("reports")
+    reports = mouse_data.report_dir(user_identifier.version)
     write_atomic(reports / "confusion_matrix.png", lambda tmp: tmp.write_bytes(png))
     mouse_data.write_csv(report.per_user, reports / "per_user_report.csv")
     mouse_data.write_csv(report.confusion.reset_index(), reports / "confusion_matrix.csv")

@@ -83,7 +83,7 @@ def verification_calibration(
         n_resamples=config.n_resamples, seed=settings.random_state, n_jobs=config.n_jobs,
         features=trained.feature_set.table,
     )
-    reports = mouse_data.output_dir("reports")
+    reports = mouse_data.report_dir(trained.version)
     write_atomic(reports / "verification_det.png", lambda tmp: tmp.write_bytes(report.det_png))
     write_atomic(reports / "decision_curve.png", lambda tmp: tmp.write_bytes(report.curve_png))
     curve = report.curve_table()
