@@ -135,9 +135,18 @@ def split_sessions(events: pd.DataFrame, pieces: dict[str, int], separator: str 
     ``pieces`` maps a session id to its number of pieces; a piece's session id
     becomes ``<session><separator><piece>`` (1-based). Sessions not in
     ``pieces``, or with one piece, are unchanged; the row order is kept. Ties
-    in time keep the input order, as the feature code sorts.
+    in time keep the input order, as the feature code sorts. A piece's id that
+    is already another session's id is a ValueError naming both, rather than
+    two sessions silently merged.
     """
     ids = events[c.SESSION_ID].astype(str).to_numpy()
+    clashes = sorted({f"{s}{separator}{p}" for s, n in pieces.items() if n > 1 for p in range(1, n + 1)}
+                     & set(np.unique(ids)))
+    if clashes:
+        piece_of = clashes[0].rsplit(separator, 1)[0]
+        raise ValueError(f"session id {clashes[0]!r} is also the id that piece {clashes[0].rsplit(separator, 1)[1]} "
+                         f"of session {piece_of!r} would get ({len(clashes)} such id(s)): rename that session "
+                         f"(ids ending in '{separator}<number>' are taken by the pieces of long or single sessions)")
     k_of_row = pd.Series(ids).map(pieces).fillna(1).astype(np.int64).to_numpy()
     rows = np.flatnonzero(k_of_row > 1)
     if len(rows) == 0:

@@ -84,3 +84,10 @@ def test_split_sessions_keeps_rows_and_order_and_leaves_other_sessions_alone():
     out = split_sessions(events, {"a": 2}, "@")
     assert out[c.SESSION_ID].tolist() == ["a@2", "a@1", "a@2", "a@1", "a@1", "b", "b"]
     assert out[c.TIMESTAMP].tolist() == events[c.TIMESTAMP].tolist()
+
+
+def test_a_piece_id_that_is_already_a_session_id_is_a_clear_error():
+    events = pd.DataFrame({c.SESSION_ID: ["a"] * 4 + ["a#2"] * 2, c.TIMESTAMP: [1, 2, 3, 4, 1, 2], c.USER_ID: "u"})
+    with pytest.raises(ValueError, match=r"session id 'a#2' is also the id that piece 2 of session 'a'"):
+        split_sessions(events, {"a": 2})
+    assert split_sessions(events, {"a": 3, "a#2": 1}, "@")[c.SESSION_ID].str.startswith("a@").sum() == 4
