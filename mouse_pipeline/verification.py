@@ -135,8 +135,8 @@ def verify_claims(proba: pd.DataFrame, claims: pd.DataFrame, threshold: float | 
     ``proba`` holds a score per session (index) and user (columns): the session probabilities, or fused
     scores (:func:`mouse_pipeline.fusion.fuse`); ``threshold`` is one value or one per claim.
     Returns one row per claim, in the claims' order: ``session_id``,
-    ``claimed_user_id``, ``score`` (empty when not scored), ``accepted``, ``threshold`` and ``problem``
-    (empty, or why the claim could not be scored: an unknown session or a
+    ``claimed_user_id``, ``score`` and ``threshold`` (both empty when not scored), ``accepted`` and
+    ``problem`` (empty, or why the claim could not be scored: an unknown session or a
     user the model does not know; such claims are kept and rejected).
     """
     missing = {"session_id", "claimed_user_id"} - set(claims.columns)
@@ -155,7 +155,7 @@ def verify_claims(proba: pd.DataFrame, claims: pd.DataFrame, threshold: float | 
             "claimed_user_id": users,
             "score": score,
             "accepted": ok & (np.nan_to_num(score, nan=-np.inf) >= threshold),
-            "threshold": threshold,
+            "threshold": np.where(ok, threshold, np.nan),
             "problem": problem,
         }
     )
