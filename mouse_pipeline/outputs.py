@@ -163,7 +163,7 @@ def publish_folder(root: str | Path, name: str, tables: Mapping[str, pd.DataFram
     remove_stale_temporaries(root)
     folder = write_result_folder(root / "runs" / name, tables, info, escape)
     point_link(root / LATEST, Path("runs") / name)
-    _prune(root / "runs", keep, current=folder)
+    prune_oldest(root / "runs", keep, current=folder)
     return folder
 
 
@@ -182,12 +182,24 @@ def point_link(link: str | Path, target: str | Path) -> Path:
     return link
 
 
-def _prune(runs: Path, keep: int, current: Path) -> None:
-    folders = sorted((p for p in runs.iterdir() if p.is_dir() and not p.name.startswith(".")),
+def prune_oldest(folder: str | Path, keep: int, current: str | Path | None = None) -> list[Path]:
+    """Delete all but the ``keep`` newest entries (files or folders, by modification time; hidden ones
+    ignored) of ``folder``, never ``current``. Returns what was deleted."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    entries = sorted((p for p in folder.iterdir() if not p.name.startswith(".")),
                      key=lambda p: p.stat().st_mtime, reverse=True)
-    for old in folders[keep:]:
-        if old != current:
+    deleted = []
+    for old in entries[keep:]:
+        if current is not None and old == Path(current):
+            continue
+        if old.is_dir() and not old.is_symlink():
             shutil.rmtree(old, ignore_errors=True)
+        else:
+            old.unlink(missing_ok=True)
+        deleted.append(old)
+    return deleted
 
 
 def read_manifest(folder: str | Path) -> dict:

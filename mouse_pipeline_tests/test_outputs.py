@@ -76,3 +76,39 @@ def test_file_sha256(tmp_path):
     path = tmp_path / "f.txt"
     path.write_bytes(b"abc")
     assert outputs.file_sha256(path) == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+
+
+def test_prune_oldest_keeps_the_newest_entries_and_the_current_one(tmp_path):
+    for age, name in enumerate(["e.parquet", "d", "c.parquet", "b", "a.parquet"]):  # a is the oldest
+        path = tmp_path / name
+        if "." in name:
+            path.write_text(name)
+        else:
+            path.mkdir()
+            (path / "part-0.parquet").write_text(name)
+        os.utime(path, (time.time() - 10 * age, time.time() - 10 * age))
+    (tmp_path / ".e.parquet.tmp-1").write_text("being written")  # hidden: never counted or deleted
+    deleted = outputs.prune_oldest(tmp_path, keep=2, current=tmp_path / "b")
+    assert sorted(p.name for p in deleted) == ["a.parquet", "c.parquet"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".e.parquet.tmp-1", "b", "d", "e.parquet"]
+    assert outputs.prune_oldest(tmp_path / "missing", keep=1) == []
+
+
+def test_spark_outputs_of_old_runs_are_deleted(tmp_path):
+    import dagster as dg
+
+    from mouse_pipeline.defs.features.assets import SPARK_RUNS_KEPT, spark_output, spark_run_output
+    from mouse_pipeline.defs.resources import MouseDataResource
+
+    data = MouseDataResource(data_dir=str(tmp_path / "data"))
+    key = dg.AssetKey("test_session_features")
+    for k in range(5):
+        path = spark_run_output(data, key, f"run-{k}")
+        path.mkdir(parents=True)
+        os.utime(path, (time.time() - 100 + k, time.time() - 100 + k))
+    kept = sorted(p.name for p in path.parent.iterdir())
+    assert len(kept) == SPARK_RUNS_KEPT and kept[-1] == "run-4.parquet"
+    # Per-batch outputs are not run outputs: they are never pruned.
+    for k in range(5):
+        spark_output(data, dg.AssetKey("batch_session_features"), f"batch-{k}").mkdir(parents=True)
+    assert len(list((tmp_path / "data" / "spark" / "batch_session_features").iterdir())) == 5

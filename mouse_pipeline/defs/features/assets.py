@@ -35,6 +35,7 @@ from mouse_pipeline.defs.resources import (
 from mouse_pipeline.defs.storage import EventTable, table_path, write_table
 from mouse_pipeline.enrolment import EnrolmentError, Enrolment, prepare_training_events
 from mouse_pipeline.features import FeatureConfig, extract_features, feature_columns
+from mouse_pipeline.outputs import prune_oldest
 from mouse_pipeline.selection import featurise, plan_feature_settings, setting_name, typical_session_events
 from mouse_pipeline.selection_settings import FeaturePlan, SelectionSettings
 
@@ -111,6 +112,19 @@ def table_config(table: pd.DataFrame) -> FeatureConfig:
 def spark_output(mouse_data: MouseDataResource, asset_key: dg.AssetKey, partition: str | None = None) -> Path:
     """Where the Spark engine writes the features of ``asset_key`` (for one batch, or one run)."""
     return table_path(mouse_data.output_dir("spark"), asset_key, partition)
+
+
+#: Runs whose Spark output an asset keeps under ``data/spark/<asset>/``.
+SPARK_RUNS_KEPT = 3
+
+
+def spark_run_output(mouse_data: MouseDataResource, asset_key: dg.AssetKey, run_id: str) -> Path:
+    """:func:`spark_output` for one run of ``asset_key``. The outputs of its last :data:`SPARK_RUNS_KEPT`
+    runs are kept (the asset's metadata links them); older ones are deleted, so that retraining does not
+    fill the disk."""
+    path = spark_output(mouse_data, asset_key, run_id)
+    prune_oldest(path.parent, SPARK_RUNS_KEPT - 1, current=path)
+    return path
 
 
 def _with_batches(context: dg.AssetExecutionContext, events: pd.DataFrame,
@@ -201,8 +215,8 @@ def train_session_features(
     configs = [plan.pinned] if plan.pinned else plan_feature_settings(enrolment.events, settings)
     started = time.perf_counter()
     feature_sets = featurise(enrolment.events, configs, settings,
-                             extractor(feature_engine, spark, spark_output(mouse_data, context.asset_key,
-                                                                           context.run_id)))
+                             extractor(feature_engine, spark, spark_run_output(mouse_data, context.asset_key,
+                                                                               context.run_id)))
     seconds = time.perf_counter() - started
     summary = pd.DataFrame([{"feature_setting": fs.name, "rows": len(fs.table),
                              "columns": len(feature_columns(fs.table)),
@@ -233,7 +247,7 @@ def test_session_features(
     """Behavioural features of each test session or window, by the same code as training, in the
     feature setting the trained model chose."""
     table, info = featurise_table(raw_test_events, user_identifier.feature_config, feature_engine, spark,
-                                  spark_output(mouse_data, context.asset_key, context.run_id))
+                                  spark_run_output(mouse_data, context.asset_key, context.run_id))
     return dg.Output(table, metadata={
         "sessions": int(table[c.SESSION_ID].nunique()), "windows": len(table),
         "features": len(feature_columns(table)), **info, "dagster/row_count": len(table),
