@@ -25,7 +25,7 @@ import pandas as pd
 
 from mouse_pipeline import contract as c
 from mouse_pipeline.selection_settings import SelectionSettings
-from mouse_pipeline.validation import RuleResult, enough_events_per_user, sessions_per_user
+from mouse_pipeline.validation import EVENT_RULES, EventIndex, RuleResult, RuleSettings
 
 #: Separates a session id from its block number in a pseudo-session id.
 BLOCK_SEPARATOR = "#"
@@ -87,8 +87,10 @@ def prepare_training_events(events: pd.DataFrame, settings: SelectionSettings = 
     :func:`block_count` blocks of consecutive events. Raises
     :class:`EnrolmentError` when fewer than two users remain.
     """
-    rule = enough_events_per_user(events, settings.min_events_per_user)
-    counts = sessions_per_user(events)
+    index = EventIndex.of(events)  # one index (one sort) for the rule and the counts
+    rule = EVENT_RULES["enough_events_per_user"].check(
+        index, RuleSettings(min_events_per_user=settings.min_events_per_user))
+    counts = index.user_counts()
     too_few = counts[c.USER_ID].isin(rule.offenders[c.USER_ID])
     left_out = counts[too_few].assign(
         reason=lambda t: [f"{n} events, fewer than the {settings.min_events_per_user} needed" for n in t["events"]]

@@ -11,7 +11,6 @@ argmax, as in production.
 from __future__ import annotations
 
 import warnings
-
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 

@@ -22,8 +22,8 @@ from typing import Any
 from mouse_pipeline.features import FeatureConfig
 from mouse_pipeline.features.families import ALL, parse_families
 from mouse_pipeline.selection_settings import AUTO, FeaturePlan
-from mouse_pipeline.validation import RuleSettings
 from mouse_pipeline.spark_engine import DEFAULT_MASTER, ENGINES
+from mouse_pipeline.validation import RuleSettings
 
 #: The variable MLflow itself reads for its tracking URI (it may hold a password).
 TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"

@@ -11,12 +11,12 @@ from mouse_pipeline.enrolment import (
     BY_BLOCKS,
     BY_SESSIONS,
     EnrolmentError,
-    enough_events_per_user,
     prepare_training_events,
     split_sessions,
 )
 from mouse_pipeline.selection_settings import SelectionSettings
 from mouse_pipeline.simulate import simulate
+from mouse_pipeline.validation import enough_events_per_user
 
 
 @pytest.fixture(scope="module")

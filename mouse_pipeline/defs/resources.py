@@ -13,20 +13,19 @@ dataclasses (``FeatureConfig``, ``SelectionSettings``...) know nothing of Dagste
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 import dagster as dg
 import pandas as pd
 from mlflow.tracking import MlflowClient
-from typing import Optional
-
 from pydantic import Field, PrivateAttr
 
+from mouse_pipeline import contract as c
 from mouse_pipeline.champion import DataIdentity, belongs_to
 from mouse_pipeline.features import FeatureConfig
 from mouse_pipeline.outputs import point_link, remove_stale_temporaries, write_csv
 from mouse_pipeline.selection_settings import FeaturePlan, SelectionSettings
 from mouse_pipeline.settings import DEFAULT_MODEL_NAME, TRACKING_URI_ENV, Settings
-from mouse_pipeline import contract as c
 from mouse_pipeline.simulate import TEST_FILE, TRAIN_FILE, is_simulated_session, simulate
 from mouse_pipeline.spark_engine import DEFAULT_MASTER, EVENTS_PER_GROUP, check_engine
 from mouse_pipeline.tracking import Champion, default_tracking_uri, load_champion, use_experiment
@@ -347,6 +346,7 @@ def champion_fits_file(champion: Champion, events: pd.DataFrame, mouse_data: Mou
 def build_resources(settings: Settings | None = None) -> dict[str, dg.ConfigurableResource]:
     """Every resource, configured from ``settings`` (default: :meth:`Settings.from_env`)."""
     s = settings or Settings.from_env()
+    plan = s.feature_plan()
     return {
         "mouse_data": MouseDataResource(
             data_dir=s.data_dir, train_csv=s.train_csv, test_csv=s.test_csv, claims_csv=s.claims_csv,
@@ -354,7 +354,7 @@ def build_resources(settings: Settings | None = None) -> dict[str, dg.Configurab
             settle_seconds=s.settle_seconds,
         ),
         "feature_engine": FeatureEngineResource(
-            window_size=s.feature_plan().pinned.window_size if s.feature_plan().pinned else None,
+            window_size=plan.pinned.window_size if plan.pinned else None,
             window_unit=s.window_unit, pause_ms=s.pause_ms, engine=s.engine, families=s.feature_families,
         ),
         "model_selection": ModelSelectionResource(),
