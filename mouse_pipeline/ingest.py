@@ -52,7 +52,10 @@ faults is parsed once per distinct text (timestamps: only the non-plain
 values meet the regular expressions); id rules run on the dictionaries (one
 value per session or user); a 64-bit hash of each ``uid`` finds the rows that
 share a uid, and only those are compared in full. The sort is one sort of
-packed integer keys, from which the sorted timestamps come back too. Text
+packed integer keys, from which the sorted timestamps come back too; it
+needs only the session ids and timestamps, so it runs on a thread of its own
+while the other rules run, over every row (the rejected ones are dropped
+from its order afterwards, which keeps the order of the rest). Text
 becomes Python strings only for the messages of rejected rows, which are
 assembled with Arrow string kernels. The events frame keeps Arrow-backed
 ``str`` columns. :attr:`IngestResult.timings` has the seconds of each stage.
@@ -65,7 +68,7 @@ columns, so the Spark engine runs the very same code on its batches
 from __future__ import annotations
 
 import difflib
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -112,7 +115,8 @@ class IngestResult:
     rows_read: int
     exact_duplicates: int
     #: Wall-clock seconds of each stage: ``parse`` (header and CSV reader), ``validate`` (every
-    #: rule, the rejected rows and their reasons), ``sort`` (the sort and the typed events frame).
+    #: rule, the rejected rows and their reasons; the sort runs meanwhile, on a thread of its own),
+    #: ``sort`` (what is left of the sort when validation ends, and the typed events frame).
     timings: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -432,30 +436,50 @@ def check_fields(table: pa.Table, labelled: bool) -> FieldCheck:
     their messages are those of the module docstring. A table without
     ``uid`` (a Parquet table may leave it out) is checked on the other columns.
     """
-    columns = tuple(name for name in c.expected_columns(labelled) if name != c.UID or name in table.column_names)
+    columns = _field_columns(table, labelled)
     with ThreadPoolExecutor(max_workers=2) as pool:  # columns are independent; Arrow and numpy release the GIL
-        ids = {name: pool.submit(_id_column, table.column(name)) for name in columns if name in _ID_COLUMNS}
-        parsed_time = pool.submit(_parse_timestamp, table.column(c.TIMESTAMP))
-        parsed_code = pool.submit(_parse_event_type, table.column(c.EVENT_TYPE))
-        xy = {name: pool.submit(_parse_float, table.column(name)) for name in (c.SCREEN_X, c.SCREEN_Y)}
-        ids = {name: future.result() for name, future in ids.items()}
-        timestamp, not_integer, scientific = parsed_time.result()
-        code, code_ok = parsed_code.result()
-        xy = {name: future.result() for name, future in xy.items()}
+        parsed = {name: pool.submit(_parse_column, name, table.column(name)) for name in columns}
+        parsed = {name: future.result() for name, future in parsed.items()}
+    return _field_check(table.num_rows, columns, parsed)
+
+
+def _field_columns(table: pa.Table, labelled: bool) -> tuple[str, ...]:
+    """The contract's columns that :func:`check_fields` checks in ``table``, in contract order."""
+    return tuple(name for name in c.expected_columns(labelled) if name != c.UID or name in table.column_names)
+
+
+def _parse_column(name: str, column: pa.Array | pa.ChunkedArray) -> object:
+    """One column's rules: an :class:`IdColumn` for an id, else the parsed values and fault masks
+    (``_parse_timestamp``, ``_parse_event_type`` or ``_parse_float``)."""
+    if name in _ID_COLUMNS:
+        return _id_column(column)
+    if name == c.TIMESTAMP:
+        return _parse_timestamp(column)
+    if name == c.EVENT_TYPE:
+        return _parse_event_type(column)
+    return _parse_float(column)
+
+
+def _field_check(n: int, columns: tuple[str, ...], parsed: dict[str, object]) -> FieldCheck:
+    """The :class:`FieldCheck` of ``n`` rows from each column's :func:`_parse_column` result."""
     faults: list[Fault] = []
-    for name, column in ids.items():
-        faults.append(Fault(column.empty, f"{name} is empty"))
-        faults.append(Fault(column.scientific, f"{name} {{}} {_SPREADSHEET}", name))
+    for name in columns:
+        if name in _ID_COLUMNS:
+            faults.append(Fault(parsed[name].empty, f"{name} is empty"))
+            faults.append(Fault(parsed[name].scientific, f"{name} {{}} {_SPREADSHEET}", name))
+    timestamp, not_integer, scientific = parsed[c.TIMESTAMP]
+    code, code_ok = parsed[c.EVENT_TYPE]
     faults.append(Fault(not_integer, "timestamp {} is not an integer", c.TIMESTAMP))
     faults.append(Fault(scientific, f"timestamp {{}} {_SPREADSHEET}", c.TIMESTAMP))
     impossible = ~not_integer & ~scientific & ((timestamp < c.MIN_TIMESTAMP_MS) | (timestamp >= c.MAX_TIMESTAMP_MS))
     faults.append(Fault(impossible, "impossible timestamp {} (expected epoch milliseconds in 2000..2099)",
                         c.TIMESTAMP))
     faults.append(Fault(~code_ok, f"event_type {{}} is not one of {list(c.EVENT_CODES)}", c.EVENT_TYPE))
-    for name, values in xy.items():
-        faults.append(Fault(~np.isfinite(values), f"{name} {{}} is not a finite number", name))
-    return FieldCheck(n=table.num_rows, columns=columns, ids=ids, timestamp=timestamp, event_type=code,
-                      screen_x=xy[c.SCREEN_X], screen_y=xy[c.SCREEN_Y], faults=tuple(faults))
+    for name in (c.SCREEN_X, c.SCREEN_Y):
+        faults.append(Fault(~np.isfinite(parsed[name]), f"{name} {{}} is not a finite number", name))
+    return FieldCheck(n=n, columns=columns, ids={name: parsed[name] for name in columns if name in _ID_COLUMNS},
+                      timestamp=timestamp, event_type=code, screen_x=parsed[c.SCREEN_X],
+                      screen_y=parsed[c.SCREEN_Y], faults=tuple(faults))
 
 
 # --------------------------------------------------------------------------------------------
@@ -707,33 +731,62 @@ def read_events(path: str | Path, labelled: bool) -> IngestResult:
     if rows_read == 0:
         raise EventFileError(f"{path}: has a header but no data rows")
     clock.lap("parse")
-    check, rejected, kept, exact_duplicates = _validate(path, table, lines, malformed, labelled)
-    del table  # the raw text is no longer needed (the uids live on in ``check``): memory for the sort
-    clock.lap("validate")
-    ranks, timestamps = _session_ranks(check.ids[c.SESSION_ID]), check.timestamp
-    if len(kept) < check.n:
-        ranks, timestamps = ranks[kept], timestamps[kept]
-    order, _, timestamps = sort_by_code_and_time(ranks, timestamps)  # the sorted times come with the order
-    del ranks
-    rows = kept if order is None else (order if len(kept) == check.n else kept[order])
+    # One contiguous uid array for the hash, the rules and the final gather (a take on a chunked
+    # array concatenates its chunks first, every time).
+    table = table.set_column(table.column_names.index(c.UID), c.UID, table.column(c.UID).combine_chunks())
+    # The sort needs only the session ids and timestamps: it runs on a thread of its own while the
+    # other rules run (Arrow and numpy release the GIL). A single worker runs its three steps in
+    # order, so the sort finds the two parsed columns done.
+    with ThreadPoolExecutor(max_workers=1) as sorter:
+        session = sorter.submit(_parse_column, c.SESSION_ID, table.column(c.SESSION_ID))
+        timestamp = sorter.submit(_parse_column, c.TIMESTAMP, table.column(c.TIMESTAMP))
+        ordering = sorter.submit(_time_order, session, timestamp)
+        check, rejected, keep, exact_duplicates = _validate(path, table, lines, malformed, labelled,
+                                                            {c.SESSION_ID: session, c.TIMESTAMP: timestamp})
+        del table  # the raw text is no longer needed (the uids live on in ``check``)
+        clock.lap("validate")
+        order, timestamps = ordering.result()
+    if order is None:  # already in order, faulty rows included
+        rows = np.flatnonzero(keep)
+        timestamps = timestamps if len(rows) == check.n else timestamps[rows]
+    elif len(keep) and not keep.all():  # the order of every row, less the rejected ones
+        kept = keep[order]
+        rows, timestamps = order[kept], timestamps[kept]
+    else:
+        rows = order
     events = _events_frame(check, lines, rows, timestamps, columns)
     clock.lap("sort")
     return IngestResult(source_file=str(path), events=events, rejected=rejected, rows_read=rows_read,
                         exact_duplicates=exact_duplicates, timings=clock.laps)
 
 
-def _validate(path: Path, table: pa.Table, lines: np.ndarray, malformed: pd.DataFrame, labelled: bool
-              ) -> tuple[FieldCheck, pd.DataFrame, np.ndarray, int]:
+def _time_order(session: Future, timestamp: Future) -> tuple[np.ndarray | None, np.ndarray]:
+    """``(order, timestamps in that order)`` of every row by ``(session_id, timestamp)``, stable
+    (``order`` None when the rows are in order already), from the two parsed columns' futures.
+
+    Rows with a faulty timestamp (rejected later) sort as the earliest valid time, so that the
+    packed sort key keeps to the valid times' span.
+    """
+    ranks, t = _session_ranks(session.result()), timestamp.result()[0]
+    bad = (t < c.MIN_TIMESTAMP_MS) | (t >= c.MAX_TIMESTAMP_MS)
+    if bad.any():
+        t = np.where(bad, t[~bad].min() if not bad.all() else c.MIN_TIMESTAMP_MS, t)
+    order, _, timestamps = sort_by_code_and_time(ranks, t)  # the sorted times come with the order
+    return order, timestamps
+
+
+def _validate(path: Path, table: pa.Table, lines: np.ndarray, malformed: pd.DataFrame, labelled: bool,
+              parsing: dict[str, Future]) -> tuple[FieldCheck, pd.DataFrame, np.ndarray, int]:
     """Every rule on every row: the field check, the rejected rows (with reasons, sorted by line),
-    the rows kept (ascending) and the number of exact duplicates."""
+    which rows are kept (a mask) and the number of exact duplicates. ``parsing`` holds the
+    columns already being parsed elsewhere."""
     columns = c.expected_columns(labelled)
-    # One contiguous uid array for the hash, the rules and the final gather (a take on a chunked
-    # array concatenates its chunks first, every time).
-    table = table.set_column(table.column_names.index(c.UID), c.UID, table.column(c.UID).combine_chunks())
-    with ThreadPoolExecutor(max_workers=2) as pool:  # Arrow and numpy release the GIL: two cores at work
+    with ThreadPoolExecutor(max_workers=1) as pool:  # Arrow and numpy release the GIL: two cores at work
         shared_uids = pool.submit(_repeated_uids, table, lines, columns)
-        check = check_fields(table, labelled)
+        parsed = {name: _parse_column(name, table.column(name)) for name in columns if name not in parsing}
+        parsed.update({name: future.result() for name, future in parsing.items()})
         duplicate, reused, reused_reasons = shared_uids.result()
+    check = _field_check(table.num_rows, columns, parsed)
     faulty = check.faulty()
     faulty[duplicate] = False  # an exact duplicate is counted, whatever its content
     rejected_rows = np.union1d(np.flatnonzero(faulty), reused)
@@ -742,7 +795,7 @@ def _validate(path: Path, table: pa.Table, lines: np.ndarray, malformed: pd.Data
     keep[rejected_rows] = False
 
     if len(rejected_rows) == 0 and len(malformed) == 0:  # a clean file: no frame work at all
-        return check, empty_rejected(columns), np.flatnonzero(keep), len(duplicate)
+        return check, empty_rejected(columns), keep, len(duplicate)
     raw = _text_table(table, rejected_rows)
     reasons = check.reasons(rejected_rows, raw)
     for row, extra in zip(np.searchsorted(rejected_rows, reused), reused_reasons):
@@ -753,7 +806,7 @@ def _validate(path: Path, table: pa.Table, lines: np.ndarray, malformed: pd.Data
     rejected = rejected.sort_values("line_number", kind="stable").reset_index(drop=True)
     rejected = rejected.reindex(columns=empty_rejected(columns).columns)
     rejected = rejected.astype({"line_number": "int64", RAW_LINE: "str", REASON: "str"})
-    return check, rejected, np.flatnonzero(keep), len(duplicate)
+    return check, rejected, keep, len(duplicate)
 
 
 def _session_ranks(session: IdColumn) -> np.ndarray:
