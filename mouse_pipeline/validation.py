@@ -19,7 +19,9 @@ about sessions and users ignore them, :func:`no_nulls` reports them.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 import pandas as pd
@@ -126,9 +128,13 @@ class EventIndex:
     pairs: np.ndarray | None
 
     @classmethod
-    def of(cls, events: pd.DataFrame) -> "EventIndex":
+    def of(cls, events: pd.DataFrame, pool: ThreadPoolExecutor | None = None) -> "EventIndex":
+        """The index of ``events``; with a ``pool``, the user ids are coded on it meanwhile."""
+        user_column = events[c.USER_ID] if c.USER_ID in events.columns else None
+        user = pool.submit(Codes.of, user_column) if pool is not None and user_column is not None else None
         session = Codes.of(events[c.SESSION_ID])
-        user = Codes.of(events[c.USER_ID]) if c.USER_ID in events.columns else None
+        if user_column is not None:
+            user = user.result() if user is not None else Codes.of(user_column)
         order = None
         if c.TIMESTAMP in events.columns and len(events):
             t = events[c.TIMESTAMP].to_numpy()
@@ -149,6 +155,10 @@ class EventIndex:
 
     def user_counts(self) -> pd.DataFrame:
         """Sessions and events per user, sorted by user (the rows of missing users left out)."""
+        return self._user_counts.copy()
+
+    @cached_property
+    def _user_counts(self) -> pd.DataFrame:
         sessions = np.bincount(self.pairs % max(self.user.n, 1), minlength=self.user.n)
         events = np.bincount(self.user.codes[self.user.codes >= 0], minlength=self.user.n)
         return pd.DataFrame({c.USER_ID: self.user.ids, "sessions": sessions.astype(np.int64),
@@ -339,8 +349,12 @@ def event_rules(events: pd.DataFrame, settings: RuleSettings = RuleSettings(),
         unlabelled = [name for name in wanted if EVENT_RULES[name].needs_labels and not labelled]
         if unlabelled:
             raise KeyError(f"rule(s) {unlabelled} need a {c.USER_ID} column")
-    index = EventIndex.of(events)
-    return {name: EVENT_RULES[name].check(index, settings) for name in EVENT_RULES if name in wanted}
+    # The rules read the shared index and nothing else: two run at a time (numpy and Arrow release the GIL).
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        index = EventIndex.of(events, pool)
+        results = {name: pool.submit(EVENT_RULES[name].check, index, settings) for name in EVENT_RULES
+                   if name in wanted}
+        return {name: result.result() for name, result in results.items()}
 
 
 def one_user_per_session(events: pd.DataFrame) -> RuleResult:
