@@ -207,3 +207,36 @@ def test_chunks_never_split_a_session_and_do_not_change_the_result(small_simulat
     whole = extract_features(small_simulation.train, chunk_events=10**9)
     chunked = extract_features(small_simulation.train, chunk_events=500, threads=2)
     pd.testing.assert_frame_equal(whole, chunked)
+
+
+@pytest.mark.parametrize("select_from_rows", [10**9, 1])  # the packed-key sort, then per-group selection
+def test_grouped_quantiles_are_numpys_of_the_float32_values(select_from_rows, monkeypatch):
+    from mouse_pipeline.features import grouped
+    from mouse_pipeline.features.grouped import Groups
+
+    monkeypatch.setattr(grouped, "_SELECT_GROUP_ROWS", select_from_rows)
+    group_rows = 300
+    rng = np.random.default_rng(7)
+    sizes = rng.integers(group_rows // 2, group_rows * 2, 6)
+    sizes[2] = 0  # an empty group
+    ids = np.repeat(np.arange(6), sizes)
+    values = np.c_[rng.lognormal(size=len(ids)), rng.normal(size=len(ids))]
+    values[::7, 1] = -0.0
+    mask = rng.random(len(ids)) < 0.8
+    mask[ids == 4] = False  # a group with no counted row
+    subset = mask & (rng.random(len(ids)) < 0.5)
+    groups = Groups(ids, 6)
+    qs = (0.1, 0.25, 0.5, 0.75, 0.9)
+
+    def expected(rows):
+        return [np.quantile(values[rows & (ids == k), j].astype(np.float32).astype(np.float64), qs)
+                if (rows & (ids == k)).any() else np.full(len(qs), -1.0) for k in range(6) for j in range(2)]
+
+    both = groups.quantiles(values, qs, mask, fill=-1.0)
+    assert both.shape == (6, 2, len(qs))
+    np.testing.assert_allclose(both.reshape(12, len(qs)), expected(mask), rtol=1e-12, atol=0)
+    first, inner = groups.quantiles(values[:, 0], qs, mask, fill=-1.0, subset=subset)
+    np.testing.assert_allclose(first, expected(mask)[::2], rtol=1e-12, atol=0)
+    np.testing.assert_allclose(inner, expected(subset)[::2], rtol=1e-12, atol=0)
+    unmasked = groups.quantiles(values[:, 1], qs, fill=-1.0)
+    np.testing.assert_allclose(unmasked, expected(np.ones(len(ids), bool))[1::2], rtol=1e-12, atol=0)
