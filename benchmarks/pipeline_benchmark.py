@@ -21,7 +21,9 @@ rest of the text unchanged.
 What is timed, in a fresh child process per run, as the pipeline's assets
 run it on events already in memory: the training file's ingestion (its
 ``parse``, ``validate`` and ``sort`` stages, from
-:attr:`~mouse_pipeline.ingest.IngestResult.timings`), the checks of the
+:attr:`~mouse_pipeline.ingest.IngestResult.timings`; the sort itself runs
+during ``validate``, on a thread of its own, and ``sort`` is what is left of
+it plus building the events frame), the checks of the
 training events (every rule of :func:`mouse_pipeline.validation.event_rules`
 in one call), the training features, then the test file's ingestion and
 features. Writing and reading Parquet (the IO managers' work) is not part of
@@ -38,7 +40,9 @@ spread (fastest-slowest), events per second, the median CPU seconds of the
 process (it uses threads, so it can exceed the wall time; on a shared
 machine wall time above CPU time means waiting for a core; the three
 ingestion stages share the ingestion's CPU time in proportion to their wall
-time), and peak resident memory; then the whole slice, its peak memory per million events,
+time), the part of it spent in the kernel (``sys s``: mostly handing out
+fresh memory pages, the part of the slice that varies most from run to run
+on a virtual machine), and peak resident memory; then the whole slice, its peak memory per million events,
 and its speed-up over the notebook's featurizer. Timings on a machine shared
 with other work vary from run to run: compare medians, and read the spread
 and the load averages printed with them.
@@ -155,6 +159,13 @@ class Memory:
         self._thread.join()
 
 
+def _system_seconds() -> float:
+    """CPU seconds this process has spent in the kernel so far."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_stime
+
+
 def run_slice(train: Path, test: Path) -> dict:
     """One run of the slice in this process: seconds, CPU seconds and peak memory per stage."""
     from mouse_pipeline.features import extract_features
@@ -164,25 +175,25 @@ def run_slice(train: Path, test: Path) -> dict:
     memory = Memory()
     out: dict[str, dict] = {"baseline": {"rss": memory.now()}}  # interpreter and libraries, no data yet
     started = time.perf_counter()
-    cpu_started = time.process_time()
+    cpu_started, system_started = time.process_time(), _system_seconds()
 
     def timed(stage: str, events: int, work):
-        t0, c0 = time.perf_counter(), time.process_time()
+        t0, c0, s0 = time.perf_counter(), time.process_time(), _system_seconds()
         result = work()
         t1 = time.perf_counter()
         out[stage] = {"events": events, "seconds": t1 - t0, "cpu": time.process_time() - c0,
-                      "peak": memory.peak(t0, t1)}
+                      "sys": _system_seconds() - s0, "peak": memory.peak(t0, t1)}
         return result
 
     def ingest(kind: str, path: Path, labelled: bool):
-        t0, c0 = time.perf_counter(), time.process_time()
+        t0, c0, s0 = time.perf_counter(), time.process_time(), _system_seconds()
         result = read_events(path, labelled=labelled)
-        cpu = time.process_time() - c0
+        cpu, system = time.process_time() - c0, _system_seconds() - s0
         total = sum(result.timings.values())
         begin = t0
         for stage, seconds in result.timings.items():  # the stages ran one after the other
             out[f"{stage} {kind}"] = {"events": result.rows_read, "seconds": seconds, "cpu": cpu * seconds / total,
-                                      "peak": memory.peak(begin, begin + seconds)}
+                                      "sys": system * seconds / total, "peak": memory.peak(begin, begin + seconds)}
             begin += seconds
         out[f"{kind} rejected"] = {"rows": result.rows_rejected}  # CPU time above: apportioned by wall time
         return result.events
@@ -196,7 +207,7 @@ def run_slice(train: Path, test: Path) -> dict:
     finished = time.perf_counter()
     out["slice"] = {"events": out["parse train"]["events"] + out["parse test"]["events"],
                     "seconds": finished - started, "cpu": time.process_time() - cpu_started,
-                    "peak": memory.peak(started, finished)}
+                    "sys": _system_seconds() - system_started, "peak": memory.peak(started, finished)}
     out["checks"] = {name: rule.passed for name, rule in rules.items()}
     memory.stop()
     return out
@@ -277,17 +288,17 @@ def report(train: Path, test: Path, repeat: int, notebook_repeat: int, faulty: P
             notebooks.append(_child(["--phase", "notebook", "--train", str(train), "--test", str(test)]))
 
     print(f"\n{'stage':<18} {'events':>11} {'seconds':>8} {'spread':>13} {'events/s':>12} {'CPU s':>7} "
-          f"{'peak RSS':>9}   (median of {repeat} runs, each in a fresh process)")
+          f"{'sys s':>6} {'peak RSS':>9}   (median of {repeat} runs, each in a fresh process)")
     for stage in (*STAGES, "slice"):
         runs = [s[stage] for s in slices]
         seconds = [r["seconds"] for r in runs]
         med = float(np.median(seconds))
         label = "whole slice" if stage == "slice" else stage
         if stage == "slice":
-            print("-" * 90)
+            print("-" * 97)
         print(f"{label:<18} {runs[0]['events']:>11,} {med:>8.3f} {min(seconds):>6.3f}-{max(seconds):<6.3f} "
               f"{runs[0]['events'] / med:>12,.0f} {np.median([r['cpu'] for r in runs]):>7.2f} "
-              f"{np.median([r['peak'] for r in runs]) / 1e9:>7.2f} GB")
+              f"{np.median([r['sys'] for r in runs]):>6.2f} {np.median([r['peak'] for r in runs]) / 1e9:>7.2f} GB")
     whole = [s["slice"] for s in slices]
     events = whole[0]["events"]
     peak = float(np.median([r["peak"] for r in whole]))
@@ -297,6 +308,9 @@ def report(train: Path, test: Path, repeat: int, notebook_repeat: int, faulty: P
           f"= {peak / 1e9 / (events / 1e6):.2f} GB per million events, the process's whole footprint "
           f"(of which {baseline / 1e9:.2f} GB of interpreter and libraries before any data: "
           f"{(peak - baseline) / 1e9 / (events / 1e6):.2f} GB per million events above that)")
+    system = [r["sys"] for r in whole]
+    print(f"kernel (sys) time of the slice: {np.median(system):.2f} s median, {min(system):.2f}-{max(system):.2f} "
+          f"over the runs, of {np.median([r['cpu'] for r in whole]):.2f} s CPU (page faults of fresh memory)")
     print(f"rows rejected: train {slices[0]['train rejected']['rows']:,}, test {slices[0]['test rejected']['rows']:,}; "
           f"checks passed: {slices[0]['checks']}")
     if notebooks:
