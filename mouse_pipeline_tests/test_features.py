@@ -240,3 +240,21 @@ def test_grouped_quantiles_are_numpys_of_the_float32_values(select_from_rows, mo
     np.testing.assert_allclose(inner, expected(subset)[::2], rtol=1e-12, atol=0)
     unmasked = groups.quantiles(values[:, 1], qs, fill=-1.0)
     np.testing.assert_allclose(unmasked, expected(np.ones(len(ids), bool))[1::2], rtol=1e-12, atol=0)
+
+
+def test_quantiles_of_whole_numbers_are_counted_exactly_with_the_large_values_ranked_apart():
+    from mouse_pipeline.features.grouped import Groups, _order_statistics
+
+    rng = np.random.default_rng(3)
+    gaps = rng.integers(0, 40, 20_000).astype(np.float64)  # ms between events: many ties
+    gaps[rng.choice(len(gaps), 3_000, replace=False)] = rng.integers(70_000, 9_000_000, 3_000)  # long pauses
+    ids = np.repeat([0, 1], [12_000, 8_000])
+    qs = (0.0, 0.1, 0.5, 0.85, 0.9, 1.0)
+    got = Groups(ids, 2).quantiles(gaps, qs)
+    for k in range(2):
+        np.testing.assert_allclose(got[k], np.quantile(gaps[ids == k].astype(np.float32).astype(np.float64), qs),
+                                   rtol=1e-12, atol=0)
+    ranks = np.array([0, 5, 16_999, 17_000, 19_999])  # the last counted value, the first large one
+    for values in (gaps, gaps + 0.5):  # whole numbers are counted; fractions are ranked by selection
+        values = values.astype(np.float32)
+        np.testing.assert_array_equal(_order_statistics(values, ranks), np.sort(values)[ranks])
