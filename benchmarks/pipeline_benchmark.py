@@ -61,6 +61,7 @@ import time
 from functools import partial
 from pathlib import Path
 
+import mouse_pipeline  # noqa: F401  # first, as in Dagster's processes: it picks numpy's sort kernels (mouse_pipeline.cpu)
 import numpy as np
 
 #: Stages of the slice, in the order they run.
@@ -276,10 +277,21 @@ def _huge_pages() -> str:
     return ", ".join(settings) + f"; {numpy}"
 
 
+def _numpy_sort() -> str:
+    """Which sort kernels numpy uses in this process (see :mod:`mouse_pipeline.cpu`)."""
+    from mouse_pipeline.cpu import is_amd_zen4, numpy_sort_is_fast
+
+    chosen = os.environ.get("NPY_DISABLE_CPU_FEATURES")
+    zen4 = " on an AMD Zen 4" if is_amd_zen4() else ""
+    kind = "SIMD quicksort" if numpy_sort_is_fast() else "radix-then-merge (numpy's SIMD sort is slow here)"
+    off = f", AVX-512 kernels off (NPY_DISABLE_CPU_FEATURES={chosen!r})" if chosen else ""
+    return f"{kind}{zen4}{off}"
+
+
 def report(train: Path, test: Path, repeat: int, notebook_repeat: int, faulty: Path | None, faulty_rows: int) -> None:
     print(f"training file {train} ({train.stat().st_size / 1e6:,.0f} MB), test file {test} "
           f"({test.stat().st_size / 1e6:,.0f} MB); {os.cpu_count()} CPUs; load average before: {_load()}; "
-          f"transparent huge pages: {_huge_pages()}", flush=True)
+          f"transparent huge pages: {_huge_pages()}; numpy sort: {_numpy_sort()}", flush=True)
     slices, notebooks = [], []
     for i in range(max(repeat, notebook_repeat)):  # slice and notebook runs alternate
         if i < repeat:

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from mouse_pipeline.cpu import numpy_sort_is_fast
+
 
 def _sortable_bits(values: np.ndarray) -> np.ndarray:
     """Order-preserving map of float32 values to uint32 (IEEE-754 sign trick)."""
@@ -230,9 +232,13 @@ class Groups:
         Values are ranked at float32 precision (about 7 significant digits):
         each (group, value) pair is packed into one uint64 key, so a single
         ``np.sort`` (no permutation) orders every group at once, many times
-        faster than a two-key ``lexsort``. The sort is numpy's stable one
-        (radix/timsort), several times faster than its quicksort on such
-        group-major keys. Results do not depend on the other groups present.
+        faster than a two-key ``lexsort``. The sort is numpy's SIMD quicksort
+        where it is fast (:func:`mouse_pipeline.cpu.numpy_sort_is_fast`), else
+        its stable one (radix/timsort), several times faster than a scalar
+        quicksort on such group-major keys; equal keys are equal values, so
+        both give the same array. For few, large groups (whole sessions), the
+        order statistics are selected group by group instead (no full sort).
+        Results do not depend on the other groups present.
 
         ``values`` may be 2-D (rows x columns, one mask for all columns): all
         columns then share one sort. ``subset`` (1-D values only), a mask of
@@ -264,7 +270,7 @@ class Groups:
                                                                     << np.uint64(shift))
         if subset is not None:
             keys |= (subset if mask is None else subset[mask]).astype(np.uint64)
-        keys.sort(kind="stable")
+        keys.sort(kind=None if numpy_sort_is_fast() else "stable")  # equal keys are equal values: same result
         _pick_quantiles(keys, size, qs, out, shift)
         if two_d:
             out = out.reshape(columns, self.n, len(qs)).transpose(1, 0, 2)

@@ -16,6 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from mouse_pipeline import contract as c
+from mouse_pipeline.cpu import numpy_sort_is_fast
 
 
 @dataclass(frozen=True)
@@ -164,13 +165,16 @@ def sort_by_code_and_time(codes: np.ndarray, t: np.ndarray) -> tuple[np.ndarray 
 
 
 def sort_uint64(keys: np.ndarray) -> np.ndarray:
-    """A sorted copy of a uint64 array, about 1.5 times faster than ``np.sort`` on large arrays.
+    """A sorted copy of a uint64 array, by the quickest route numpy has here.
 
-    One stable pass on the top 16 bits in use (numpy sorts 16-bit integers
-    with a radix sort) buckets the keys; numpy's stable sort (timsort) then
-    finds ordered buckets, whose merges it gallops through.
+    Where ``np.sort`` is a quick SIMD sort (:func:`mouse_pipeline.cpu.numpy_sort_is_fast`),
+    that. Otherwise (no SIMD sort, or AVX-512 on an AMD Zen 4), about 1.5 times
+    faster than ``np.sort`` on large arrays: one stable pass on the top 16
+    bits in use (numpy sorts 16-bit integers with a radix sort) buckets the
+    keys; numpy's stable sort (timsort) then finds ordered buckets, whose
+    merges it gallops through. The sorted values are the same either way.
     """
-    if len(keys) < 1 << 16:
+    if len(keys) < 1 << 16 or numpy_sort_is_fast():
         return np.sort(keys)
     shift = max(int(keys.max()).bit_length() - 16, 0)
     bucketed = keys[np.argsort((keys >> np.uint64(shift)).astype(np.uint16), kind="stable")]
