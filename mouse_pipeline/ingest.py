@@ -115,8 +115,9 @@ class IngestResult:
     rows_read: int
     exact_duplicates: int
     #: Wall-clock seconds of each stage: ``parse`` (header and CSV reader), ``validate`` (every
-    #: rule, the rejected rows and their reasons; the sort runs meanwhile, on a thread of its own),
-    #: ``sort`` (what is left of the sort when validation ends, and the typed events frame).
+    #: rule: which rows are kept; the sort runs meanwhile, on a thread of its own), ``sort`` (what
+    #: is left of the sort when validation ends, and the typed events frame; the frame of rejected
+    #: rows, with their reasons, is built meanwhile on another thread).
     timings: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -525,7 +526,7 @@ def _string_hashes(array: pa.Array, width: int) -> np.ndarray | None:
     if int(lengths.min()) == longest:
         return _fixed_length_hashes(data[offsets[0]:], n, longest, words)
     filled = np.flatnonzero(lengths)
-    if longest > 0 and int(lengths[filled].min()) == longest:  # one length, plus empty strings
+    if longest > 0 and np.count_nonzero(lengths == longest) == len(filled):  # one length, plus empty strings
         out = np.zeros(n, dtype=np.uint64)  # the hash of an empty string
         out[filled] = _fixed_length_hashes(data[offsets[0]:], len(filled), longest, words)
         return out
@@ -741,9 +742,8 @@ def read_events(path: str | Path, labelled: bool) -> IngestResult:
         session = sorter.submit(_parse_column, c.SESSION_ID, table.column(c.SESSION_ID))
         timestamp = sorter.submit(_parse_column, c.TIMESTAMP, table.column(c.TIMESTAMP))
         ordering = sorter.submit(_time_order, session, timestamp)
-        check, rejected, keep, exact_duplicates = _validate(path, table, lines, malformed, labelled,
-                                                            {c.SESSION_ID: session, c.TIMESTAMP: timestamp})
-        del table  # the raw text is no longer needed (the uids live on in ``check``)
+        check, keep, exact_duplicates, rejections = _validate(table, lines, labelled,
+                                                              {c.SESSION_ID: session, c.TIMESTAMP: timestamp})
         clock.lap("validate")
         order, timestamps = ordering.result()
     if order is None:  # already in order, faulty rows included
@@ -754,7 +754,15 @@ def read_events(path: str | Path, labelled: bool) -> IngestResult:
         rows, timestamps = order[kept], timestamps[kept]
     else:
         rows = order
-    events = _events_frame(check, lines, rows, timestamps, columns)
+    if len(rejections.rows) == 0 and len(malformed) == 0:  # a clean file: no frame of rejected rows
+        del table  # the raw text is no longer needed (the uids live on in ``check``)
+        rejected, events = empty_rejected(columns), _events_frame(check, lines, rows, timestamps, columns)
+    else:  # the rejected rows' frame is built on a thread meanwhile
+        with ThreadPoolExecutor(max_workers=1) as side:
+            rejected = side.submit(_rejected_frame, path, table, lines, malformed, check, rejections, columns)
+            del table
+            events = _events_frame(check, lines, rows, timestamps, columns)
+            rejected = rejected.result()
     clock.lap("sort")
     return IngestResult(source_file=str(path), events=events, rejected=rejected, rows_read=rows_read,
                         exact_duplicates=exact_duplicates, timings=clock.laps)
@@ -775,11 +783,20 @@ def _time_order(session: Future, timestamp: Future) -> tuple[np.ndarray | None, 
     return order, timestamps
 
 
-def _validate(path: Path, table: pa.Table, lines: np.ndarray, malformed: pd.DataFrame, labelled: bool,
-              parsing: dict[str, Future]) -> tuple[FieldCheck, pd.DataFrame, np.ndarray, int]:
-    """Every rule on every row: the field check, the rejected rows (with reasons, sorted by line),
-    which rows are kept (a mask) and the number of exact duplicates. ``parsing`` holds the
-    columns already being parsed elsewhere."""
+@dataclass(frozen=True)
+class _Rejections:
+    """The rows that rules reject (ascending), and those of them that reuse an earlier row's uid
+    with other content (with that reason)."""
+
+    rows: np.ndarray
+    reused: np.ndarray
+    reused_reasons: list[str]
+
+
+def _validate(table: pa.Table, lines: np.ndarray, labelled: bool, parsing: dict[str, Future]
+              ) -> tuple[FieldCheck, np.ndarray, int, _Rejections]:
+    """Every rule on every row: the field check, which rows are kept (a mask), the number of exact
+    duplicates and the rejected rows. ``parsing`` holds the columns already being parsed elsewhere."""
     columns = c.expected_columns(labelled)
     with ThreadPoolExecutor(max_workers=1) as pool:  # Arrow and numpy release the GIL: two cores at work
         shared_uids = pool.submit(_repeated_uids, table, lines, columns)
@@ -793,20 +810,23 @@ def _validate(path: Path, table: pa.Table, lines: np.ndarray, malformed: pd.Data
     keep = np.ones(table.num_rows, dtype=bool)
     keep[duplicate] = False
     keep[rejected_rows] = False
+    return check, keep, len(duplicate), _Rejections(rejected_rows, reused, reused_reasons)
 
-    if len(rejected_rows) == 0 and len(malformed) == 0:  # a clean file: no frame work at all
-        return check, empty_rejected(columns), keep, len(duplicate)
-    raw = _text_table(table, rejected_rows)
-    reasons = check.reasons(rejected_rows, raw)
-    for row, extra in zip(np.searchsorted(rejected_rows, reused), reused_reasons):
+
+def _rejected_frame(path: Path, table: pa.Table, lines: np.ndarray, malformed: pd.DataFrame, check: FieldCheck,
+                    rejections: _Rejections, columns: tuple[str, ...]) -> pd.DataFrame:
+    """The rejected rows (raw values, line numbers, reasons) and the malformed lines, sorted by line."""
+    rows = rejections.rows
+    raw = _text_table(table, rows)
+    reasons = check.reasons(rows, raw)
+    for row, extra in zip(np.searchsorted(rows, rejections.reused), rejections.reused_reasons):
         reasons[row] = f"{reasons[row]}; {extra}" if reasons[row] else extra
-    rejected = raw.to_pandas().assign(line_number=lines[rejected_rows], **{RAW_LINE: pd.NA, REASON: reasons})
+    rejected = raw.to_pandas().assign(line_number=lines[rows], **{RAW_LINE: pd.NA, REASON: reasons})
     rejected = pd.concat([rejected, malformed], ignore_index=True) if len(malformed) else rejected
     rejected.insert(0, "source_file", str(path))
     rejected = rejected.sort_values("line_number", kind="stable").reset_index(drop=True)
     rejected = rejected.reindex(columns=empty_rejected(columns).columns)
-    rejected = rejected.astype({"line_number": "int64", RAW_LINE: "str", REASON: "str"})
-    return check, rejected, keep, len(duplicate)
+    return rejected.astype({"line_number": "int64", RAW_LINE: "str", REASON: "str"})
 
 
 def _session_ranks(session: IdColumn) -> np.ndarray:
