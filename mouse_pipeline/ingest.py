@@ -328,6 +328,8 @@ def _id_column(column: pa.Array | pa.ChunkedArray) -> IdColumn:
     encoded = _dictionary(column)
     values, codes = encoded if encoded is not None else (_as_text(column), None)
     values = _as_text(values)
+    if isinstance(values, pa.ChunkedArray) and values.num_chunks == 1:  # a take from an array is quicker
+        values = values.chunk(0)
     empty = pc.or_(pc.equal(pc.binary_length(values), 0), pc.utf8_is_space(values))
     short = bool_mask(pc.less_equal(pc.binary_length(values), _SCIENTIFIC_ID_MAX_LENGTH))
     scientific = np.zeros(len(values), dtype=bool)
