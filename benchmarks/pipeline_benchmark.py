@@ -61,7 +61,6 @@ import time
 from functools import partial
 from pathlib import Path
 
-import mouse_pipeline  # noqa: F401  # first, as in Dagster's processes: it picks numpy's sort kernels (mouse_pipeline.cpu)
 import numpy as np
 
 #: Stages of the slice, in the order they run.
@@ -278,14 +277,13 @@ def _huge_pages() -> str:
 
 
 def _numpy_sort() -> str:
-    """Which sort kernels numpy uses in this process (see :mod:`mouse_pipeline.cpu`)."""
+    """Which sort numpy gives 64-bit keys in this process (see :mod:`mouse_pipeline.cpu`)."""
     from mouse_pipeline.cpu import is_amd_zen4, numpy_sort_is_fast
 
     chosen = os.environ.get("NPY_DISABLE_CPU_FEATURES")
-    zen4 = " on an AMD Zen 4" if is_amd_zen4() else ""
-    kind = "SIMD quicksort" if numpy_sort_is_fast() else "radix-then-merge (numpy's SIMD sort is slow here)"
-    off = f", AVX-512 kernels off (NPY_DISABLE_CPU_FEATURES={chosen!r})" if chosen else ""
-    return f"{kind}{zen4}{off}"
+    kind = "SIMD quicksort" if numpy_sort_is_fast() else "radix-then-merge (numpy's own sort is slow here)"
+    return (kind + (" on an AMD Zen 4" if is_amd_zen4() else "")
+            + (f", NPY_DISABLE_CPU_FEATURES={chosen!r}" if chosen is not None else ""))
 
 
 def report(train: Path, test: Path, repeat: int, notebook_repeat: int, faulty: Path | None, faulty_rows: int) -> None:

@@ -12,9 +12,6 @@ executor, say) never imports Dagster.
 
 import os
 
-from mouse_pipeline.cpu import prefer_avx2_sort
-
-prefer_avx2_sort()  # before anything imports numpy: see mouse_pipeline.cpu
 # MLflow 3 sends usage telemetry from a background thread that, on a machine without
 # internet access, keeps a finished process alive for minutes. Opt out unless the user chose.
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")

@@ -1,32 +1,33 @@
-"""Which of numpy's sorts is fast on this processor.
+"""Which of numpy's sorts is quick on this processor.
 
-numpy sorts 64-bit and 32-bit numbers with SIMD kernels (AVX2 or AVX-512).
-Its AVX-512 kernel writes each partition with the memory form of the
-``vpcompress`` instruction, which AMD's Zen 4 processors (family 25 with
-AVX-512) run in microcode: there, ``np.sort`` of 2 million uint64 keys takes
-about 0.11 s with the AVX-512 kernel and 0.024 s with the AVX2 one (a known
-issue: numpy/x86-simd-sort#6, numpy/numpy#32690). numpy picks its kernels
-once, when it is imported, from ``NPY_DISABLE_CPU_FEATURES``; so
-:func:`prefer_avx2_sort` asks for the AVX2 kernels on a Zen 4 before numpy is
-imported (``mouse_pipeline`` calls it first thing), unless the user chose
-(``NPY_DISABLE_CPU_FEATURES`` or ``NPY_ENABLE_CPU_FEATURES`` set) or numpy is
-already loaded. Zen 4 runs AVX-512 arithmetic as two AVX2 halves, so the
-other kernels lose nothing that the slice benchmark can see.
+numpy sorts 64-bit numbers with SIMD kernels: AVX-512 (numpy 1.25 and later)
+or AVX2 (2.0 and later) on x86, Highway's on 64-bit Arm (2.0 and later).
+Elsewhere ``np.sort`` is a scalar quicksort. So is, in effect, the AVX-512
+kernel on an AMD Zen 4 (family 25 with AVX-512). It writes each partition with
+the memory form of ``vpcompress``, which Zen 4 runs in microcode. There,
+``np.sort`` of 2 million uint64 keys takes about 0.11 s, against 0.024 s with
+the AVX2 kernel. This is a known issue: numpy/x86-simd-sort#6 and
+numpy/numpy#32690.
 
-:func:`numpy_sort_is_fast` tells the sorting code whether ``np.sort`` is the
-quick SIMD one in this process, or whether a radix-then-merge route is
-quicker (:func:`mouse_pipeline.features.segments.sort_uint64`). Both give the
-same sorted values, so results never depend on the choice.
+:func:`numpy_sort_is_fast` tells the sorting code whether ``np.sort`` is
+quick in this process. If it is not,
+:func:`mouse_pipeline.features.segments.sort_uint64` takes a
+radix-then-merge route, about 1.5 times faster than a scalar quicksort. Both
+routes give the same sorted values, so results never depend on the choice.
+
+The package does not change numpy's kernels. numpy picks them once, when it
+is imported, and ``NPY_DISABLE_CPU_FEATURES`` can turn its AVX-512 kernels
+off (:data:`AVX512_GROUPS`). That also changes numpy's float64 ``exp``,
+``log``, ``log1p`` and ``arctan2`` by an ulp in some values, and so the
+features. On a Zen 4 it is therefore an opt-in that the README describes.
 """
 
 from __future__ import annotations
 
-import os
-import sys
+import platform
 from functools import lru_cache
-from importlib import metadata
 
-#: numpy's names (2.4 and later) of the AVX-512 kernel groups it dispatches to.
+#: numpy's names (2.4 and later) of its AVX-512 kernel groups, for ``NPY_DISABLE_CPU_FEATURES``.
 AVX512_GROUPS = "X86_V4 AVX512_ICL AVX512_SPR"
 
 
@@ -50,28 +51,24 @@ def describes_zen4(cpuinfo: str) -> bool:
             and "avx512f" in fields.get("flags", "").split())
 
 
-def _numpy_names_groups() -> bool:
-    """Does the installed numpy (not imported) name its x86 kernels by groups (2.4 and later)?"""
-    try:
-        major, minor = (int(part) for part in metadata.version("numpy").split(".")[:2])
-    except (metadata.PackageNotFoundError, ValueError):
-        return False
-    return (major, minor) >= (2, 4)
-
-
-def prefer_avx2_sort() -> bool:
-    """Ask numpy, not yet imported, for its AVX2 kernels on a Zen 4; True if it was asked."""
-    if "numpy" in sys.modules or "NPY_DISABLE_CPU_FEATURES" in os.environ or "NPY_ENABLE_CPU_FEATURES" in os.environ:
-        return False
-    if not (is_amd_zen4() and _numpy_names_groups()):
-        return False
-    os.environ["NPY_DISABLE_CPU_FEATURES"] = AVX512_GROUPS  # inherited by Dagster's run and step processes
-    return True
+def sort_is_fast(features: dict[str, bool], numpy_version: tuple[int, int], machine: str, zen4: bool) -> bool:
+    """Is ``np.sort`` of 64-bit numbers a quick SIMD sort, given numpy's runtime CPU ``features``
+    (its ``__cpu_features__``: a disabled kernel reads False), numpy's version, the machine
+    (``platform.machine()``) and whether the processor is a Zen 4?"""
+    if machine.lower() in ("x86_64", "amd64"):
+        if features.get("AVX512_SKX"):  # numpy dispatches to its AVX-512 sort
+            return numpy_version >= (1, 25) and not zen4
+        return numpy_version >= (2, 0) and bool(features.get("AVX2"))
+    if machine.lower() in ("aarch64", "arm64"):
+        return numpy_version >= (2, 0) and bool(features.get("ASIMD"))
+    return False
 
 
 @lru_cache(maxsize=1)
 def numpy_sort_is_fast() -> bool:
-    """Is ``np.sort`` of 64-bit numbers a SIMD sort here, other than the AVX-512 one on a Zen 4?"""
+    """:func:`sort_is_fast` for the numpy of this process."""
+    import numpy as np
+
     try:
         from numpy._core._multiarray_umath import __cpu_features__ as features
     except ImportError:
@@ -79,7 +76,8 @@ def numpy_sort_is_fast() -> bool:
             from numpy.core._multiarray_umath import __cpu_features__ as features
         except ImportError:
             return False
-    avx512 = bool(features.get("AVX512_SKX"))
-    if avx512:
-        return not is_amd_zen4()
-    return bool(features.get("AVX2"))
+    try:
+        version = tuple(int(part) for part in np.__version__.split(".")[:2])
+    except ValueError:
+        return False
+    return sort_is_fast(dict(features), version, platform.machine(), is_amd_zen4())

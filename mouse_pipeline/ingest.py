@@ -46,7 +46,7 @@ How it is fast
 --------------
 pyarrow's multi-threaded CSV reader parses the file; ``session_id`` and
 ``user_id`` come out dictionary-encoded, every other column as text. Every
-rule is Arrow compute or numpy over whole columns, on two threads: a column
+rule is Arrow compute or numpy over whole columns, several at a time on threads: a column
 whose values are all in plain form is typed with one cast; a column with
 faults is parsed once per distinct text (timestamps: only the non-plain
 values meet the regular expressions); id rules run on the dictionaries (one
@@ -761,10 +761,10 @@ def read_events(path: str | Path, labelled: bool) -> IngestResult:
         rejected, events = empty_rejected(columns), _events_frame(check, lines, rows, timestamps, columns)
     else:  # the rejected rows' frame is built on a thread meanwhile
         with ThreadPoolExecutor(max_workers=1) as side:
-            rejected = side.submit(_rejected_frame, path, table, lines, malformed, check, rejections, columns)
-            del table
+            building = side.submit(_rejected_frame, path, table, lines, malformed, check, rejections, columns)
+            del table  # the thread holds it until the rejected rows are built
             events = _events_frame(check, lines, rows, timestamps, columns)
-            rejected = rejected.result()
+            rejected = building.result()
     clock.lap("sort")
     return IngestResult(source_file=str(path), events=events, rejected=rejected, rows_read=rows_read,
                         exact_duplicates=exact_duplicates, timings=clock.laps)
@@ -774,13 +774,18 @@ def _time_order(session: Future, timestamp: Future) -> tuple[np.ndarray | None, 
     """``(order, timestamps in that order)`` of every row by ``(session_id, timestamp)``, stable
     (``order`` None when the rows are in order already), from the two parsed columns' futures.
 
-    Rows with a faulty timestamp (rejected later) sort as the earliest valid time, so that the
-    packed sort key keeps to the valid times' span.
+    A row with a faulty timestamp (rejected later) takes the time of the last valid row before it
+    (or the first valid time): the packed sort key keeps to the valid times' span, and a file in
+    order apart from its bad timestamps is still found in order.
     """
     ranks, t = _session_ranks(session.result()), timestamp.result()[0]
     bad = (t < c.MIN_TIMESTAMP_MS) | (t >= c.MAX_TIMESTAMP_MS)
-    if bad.any():
-        t = np.where(bad, t[~bad].min() if not bad.all() else c.MIN_TIMESTAMP_MS, t)
+    if bad.all():
+        t = np.full_like(t, c.MIN_TIMESTAMP_MS)
+    elif bad.any():
+        last_valid = np.maximum.accumulate(np.where(bad, -1, np.arange(len(t))))
+        last_valid[last_valid < 0] = np.argmin(bad)  # rows before the first valid one
+        t = t[last_valid]
     order, _, timestamps = sort_by_code_and_time(ranks, t)  # the sorted times come with the order
     return order, timestamps
 

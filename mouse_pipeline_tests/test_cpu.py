@@ -1,10 +1,6 @@
-"""numpy's sort kernels: the Zen 4 switch, and the same results by either sorting route."""
+"""Which numpy sort is quick: the processor and numpy facts, and the same results by either sorting route."""
 
 from __future__ import annotations
-
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pandas as pd
@@ -30,22 +26,23 @@ def test_zen4_is_recognised_from_cpuinfo(cpuinfo, zen4):
     assert cpu.describes_zen4(cpuinfo) is zen4
 
 
-def _numpy_features_after_import(env: dict[str, str]) -> str:
-    code = ("import mouse_pipeline, os; from mouse_pipeline.cpu import numpy_sort_is_fast; "
-            "print(os.environ.get('NPY_DISABLE_CPU_FEATURES'), numpy_sort_is_fast())")
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("NPY_")}
-    done = subprocess.run([sys.executable, "-c", code], env={**clean, **env}, capture_output=True, text=True,
-                          check=True)
-    return done.stdout.strip()
+AVX512 = {"AVX2": True, "AVX512_SKX": True}
+AVX2 = {"AVX2": True, "AVX512_SKX": False}  # no AVX-512, or its kernels turned off
 
 
-def test_importing_the_pipeline_picks_numpys_avx2_sort_on_a_zen4_only_unless_the_user_chose():
-    expected = cpu.AVX512_GROUPS if cpu.is_amd_zen4() and cpu._numpy_names_groups() else "None"
-    disabled, fast = _numpy_features_after_import({}).rsplit(" ", 1)
-    assert disabled == expected
-    if expected != "None":
-        assert fast == "True"  # the AVX2 kernel is the quick one
-    assert _numpy_features_after_import({"NPY_ENABLE_CPU_FEATURES": ""}).startswith("None ")
+@pytest.mark.parametrize("features, version, machine, zen4, fast", [
+    (AVX512, (2, 4), "x86_64", False, True),  # Intel, or AMD Zen 5
+    (AVX512, (2, 4), "x86_64", True, False),  # Zen 4: the AVX-512 kernel runs in microcode
+    (AVX2, (2, 4), "x86_64", True, True),  # Zen 4 with NPY_DISABLE_CPU_FEATURES set
+    (AVX2, (1, 26), "x86_64", False, False),  # numpy 1.x has no AVX2 sort
+    (AVX512, (1, 24), "x86_64", False, False),  # nor did it have an AVX-512 one before 1.25
+    ({"AVX2": False, "AVX512_SKX": False}, (2, 4), "x86_64", False, False),
+    ({"ASIMD": True}, (2, 1), "aarch64", False, True),
+    ({"ASIMD": True}, (1, 26), "aarch64", False, False),
+    ({}, (2, 4), "ppc64le", False, False),
+])
+def test_the_quick_sort_is_chosen_by_processor_kernels_and_numpy_version(features, version, machine, zen4, fast):
+    assert cpu.sort_is_fast(features, version, machine, zen4) is fast
 
 
 @pytest.fixture(params=[True, False], ids=["numpy-sort", "radix-then-merge"])

@@ -338,3 +338,24 @@ def test_uid_hashes_are_equal_exactly_for_equal_uids_whatever_the_mix_of_lengths
     # A slice of a larger array (its offsets start past 0) hashes as the same values on their own.
     whole = pa.array(["zz", "u-1", "", "u-2", "u-1"])
     assert (_string_hashes(whole.slice(1), 3) == _string_hashes(pa.array(["u-1", "", "u-2", "u-1"]), 3)).all()
+
+
+def test_a_file_in_order_but_for_its_bad_timestamps_is_not_sorted_again(tmp_path, monkeypatch):
+    from mouse_pipeline import ingest
+
+    orders = []
+
+    def recording(codes, t):
+        found = sort_by_code_and_time(codes, t)
+        orders.append(found[0])
+        return found
+
+    sort_by_code_and_time = ingest.sort_by_code_and_time
+    monkeypatch.setattr(ingest, "sort_by_code_and_time", recording)
+    lines = [f"u{i},s1,-2416201411472988629,{1655993031000 + i},2,10.0,20.0" for i in range(6)]
+    lines[0] = lines[0].replace("1655993031000", "12.5")  # rejected: the first row has no valid time before it
+    lines[3] = lines[3].replace("1655993031003", "1.65599E+12")
+    result = read_events(write(tmp_path, lines), labelled=True)
+    assert orders == [None]  # the bad times took their neighbours' places: found in order
+    assert result.events["source_line"].tolist() == [3, 4, 6, 7]
+    assert result.rejected["line_number"].tolist() == [2, 5]

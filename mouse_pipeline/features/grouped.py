@@ -4,7 +4,9 @@ Feature code sorts the events once, so every session, window and action is a
 contiguous run of rows. :class:`Groups` describes such runs (an integer id per
 row, ``0 .. n-1``, non-decreasing) and reduces value arrays over them in one
 numpy call each: ``reduceat`` for sums and extremes (a sequential pass, no
-scatter), one packed-key ``sort`` for quantiles. No Python loop per group.
+scatter), one packed-key ``sort`` for quantiles. No Python loop per group,
+but for the quantiles of few, large groups (whole sessions of thousands of
+events), which are selected one group at a time instead of sorted.
 
 Values may be masked: a row whose mask is False does not count, and a group
 with no counted row gets ``fill``, so that results are always finite.
@@ -286,7 +288,9 @@ class Groups:
     ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
         """:meth:`quantiles` for few, large groups: per group, ``np.partition`` finds just the order
         statistics the levels need (linear time) instead of sorting every value. The same float32
-        values are ranked, so the results are identical to the sort's."""
+        values are ranked, so the results equal the sort's; only the sign of a zero may differ
+        (the sort puts -0.0 before +0.0, selection holds them equal), and NaN, which feature
+        values never are, would rank last here but first in the sort when its sign bit is set."""
         two_d = values.ndim == 2
         v32 = values.astype(np.float32)
         if not two_d:
