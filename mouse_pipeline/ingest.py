@@ -235,6 +235,11 @@ def _parse_float(text: pa.Array | pa.ChunkedArray) -> np.ndarray:
     return numbers[codes]
 
 
+def _in_time_range(t: np.ndarray) -> np.ndarray:
+    """Epoch milliseconds within the contract's years (2000..2099)."""
+    return (t >= c.MIN_TIMESTAMP_MS) & (t < c.MAX_TIMESTAMP_MS)
+
+
 def _parse_timestamp(text: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Epoch milliseconds of a text column: ``(values, not_integer, scientific)``.
 
@@ -264,7 +269,7 @@ def _parse_timestamp(text: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.n
     not_integer[other] = ~integer & ~scientific[other]
     # An integer beyond int64 goes through float64: it is out of range anyway.
     number = numpy_values(pc.cast(pc.if_else(integer, pc.utf8_trim_whitespace(rest), "0"), pa.float64()))
-    in_range = (number >= c.MIN_TIMESTAMP_MS) & (number < c.MAX_TIMESTAMP_MS)
+    in_range = _in_time_range(number)
     values[other] = np.where(in_range, number, -1).astype(np.int64)  # -1: out of range, whichever side
     return values, not_integer, scientific
 
@@ -474,7 +479,7 @@ def _field_check(n: int, columns: tuple[str, ...], parsed: dict[str, object]) ->
     code, code_ok = parsed[c.EVENT_TYPE]
     faults.append(Fault(not_integer, "timestamp {} is not an integer", c.TIMESTAMP))
     faults.append(Fault(scientific, f"timestamp {{}} {_SPREADSHEET}", c.TIMESTAMP))
-    impossible = ~not_integer & ~scientific & ((timestamp < c.MIN_TIMESTAMP_MS) | (timestamp >= c.MAX_TIMESTAMP_MS))
+    impossible = ~not_integer & ~scientific & ~_in_time_range(timestamp)
     faults.append(Fault(impossible, "impossible timestamp {} (expected epoch milliseconds in 2000..2099)",
                         c.TIMESTAMP))
     faults.append(Fault(~code_ok, f"event_type {{}} is not one of {list(c.EVENT_CODES)}", c.EVENT_TYPE))
@@ -779,7 +784,7 @@ def _time_order(session: Future, timestamp: Future) -> tuple[np.ndarray | None, 
     order apart from its bad timestamps is still found in order.
     """
     ranks, t = _session_ranks(session.result()), timestamp.result()[0]
-    bad = (t < c.MIN_TIMESTAMP_MS) | (t >= c.MAX_TIMESTAMP_MS)
+    bad = ~_in_time_range(t)
     if bad.all():
         t = np.full_like(t, c.MIN_TIMESTAMP_MS)
     elif bad.any():

@@ -77,6 +77,14 @@ _LOW32 = np.uint64(0xFFFFFFFF)
 _SELECT_GROUP_ROWS = 2048
 
 
+def _linear_ranks(q: float | np.ndarray, size: int | np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """numpy's linear interpolation for quantile level(s) ``q`` of ``size`` sorted values (either may
+    be an array): the ranks below and above, and the weight of the one above."""
+    pos = q * (size - 1)
+    lo = np.floor(pos).astype(np.int64)
+    return lo, np.minimum(lo + 1, size - 1), pos - lo
+
+
 _COUNTED_BELOW = 1 << 16  # whole numbers below this are counted, not compared (time gaps in ms)
 
 
@@ -85,13 +93,10 @@ def _select(values: np.ndarray, qs: tuple[float, ...], fill: float) -> np.ndarra
     size = len(values)
     if size == 0:
         return np.full(len(qs), fill, dtype=np.float64)
-    pos = np.asarray(qs, dtype=np.float64) * (size - 1)
-    lo = np.floor(pos).astype(np.int64)
-    hi = np.minimum(lo + 1, size - 1)
+    lo, hi, frac = _linear_ranks(np.asarray(qs, dtype=np.float64), size)
     ranks = np.unique(np.r_[lo, hi])
     at = _order_statistics(values, ranks)
     below, above = at[np.searchsorted(ranks, lo)], at[np.searchsorted(ranks, hi)]
-    frac = pos - lo
     return below.astype(np.float64) * (1 - frac) + above.astype(np.float64) * frac
 
 
@@ -130,10 +135,7 @@ def _pick_quantiles(keys: np.ndarray, size: np.ndarray, qs: tuple[float, ...], o
     first = (np.cumsum(size) - size)[present]
     size = size[present]
     for j, q in enumerate(qs):  # one vectorised pass per quantile level, not per group
-        pos = q * (size - 1)
-        lo = np.floor(pos).astype(np.int64)
-        hi = np.minimum(lo + 1, size - 1)
-        frac = pos - lo
+        lo, hi, frac = _linear_ranks(q, size)
         below = _float_from_bits((keys[first + lo] >> np.uint64(shift)) & _LOW32)  # decode only what is used
         above = _float_from_bits((keys[first + hi] >> np.uint64(shift)) & _LOW32)
         out[present, j] = below * (1 - frac) + above * frac
