@@ -258,3 +258,30 @@ def test_quantiles_of_whole_numbers_are_counted_exactly_with_the_large_values_ra
     for values in (gaps, gaps + 0.5):  # whole numbers are counted; fractions are ranked by selection
         values = values.astype(np.float32)
         np.testing.assert_array_equal(_order_statistics(values, ranks), np.sort(values)[ranks])
+
+
+@pytest.mark.parametrize("times", ["epoch", "wide", "ties", "one_per_code"])
+@pytest.mark.parametrize("sparse_codes", [False, True])
+def test_sort_by_code_and_time_is_a_stable_lexsort(times, sparse_codes):
+    """The packed key (time offsets from each code's first time, or from the earliest time when the
+    codes are too sparse for a table of starts) gives exactly the stable (code, time) order, with the
+    codes and times in that order; a span too wide to pack falls back to ``lexsort``."""
+    from mouse_pipeline.features.segments import sort_by_code_and_time
+
+    rng = np.random.default_rng(11)
+    for n in (2, 7, 500, 70_000):  # the last takes the radix route of sort_uint64
+        codes = rng.integers(0, 9, n).astype(np.int64)
+        t = {"epoch": codes * 3_600_000 * 24 + rng.integers(1_600_000_000_000, 1_600_000_600_000, n),
+             "wide": rng.integers(-2**62, 2**62, n),
+             "ties": rng.integers(0, 3, n),
+             "one_per_code": np.full(n, 1_655_993_031_000) - codes}[times].astype(np.int64)
+        if sparse_codes:
+            codes = codes * 1_000_003  # more codes than rows: no table of per-code starts
+        order, sorted_codes, sorted_t = sort_by_code_and_time(codes, t)
+        expected = np.lexsort((t, codes))
+        if order is None:
+            np.testing.assert_array_equal(expected, np.arange(n))
+            continue
+        np.testing.assert_array_equal(order, expected)
+        np.testing.assert_array_equal(sorted_codes, codes[expected])
+        np.testing.assert_array_equal(sorted_t, t[expected])
