@@ -211,7 +211,13 @@ def _distinct(column: pa.Array | pa.ChunkedArray) -> tuple[pa.Array, np.ndarray]
     """``(distinct values, code of each row)``: the dictionary of a dictionary-encoded column, or one
     built here (a hash pass)."""
     encoded = _dictionary(column)
-    return encoded if encoded is not None else _dictionary(pc.dictionary_encode(column))
+    if encoded is not None:
+        return encoded
+    if isinstance(column, pa.ChunkedArray):
+        # One array, one dictionary: encoding chunk by chunk leaves a dictionary per chunk to unify
+        # and codes to concatenate, which cost more than the copy (twice the time, for screen_x).
+        column = column.combine_chunks()
+    return _dictionary(pc.dictionary_encode(column))
 
 
 def _parse_float(text: pa.Array | pa.ChunkedArray) -> np.ndarray:
@@ -752,6 +758,11 @@ def read_events(path: str | Path, labelled: bool) -> IngestResult:
         check, keep, exact_duplicates, rejections = _validate(table, lines, labelled,
                                                               {c.SESSION_ID: session, c.TIMESTAMP: timestamp})
         clock.lap("validate")
+        # The sort, on one core, usually finishes last: the rejected rows are built meanwhile, on the
+        # other, and the raw text is released before the events frame asks for fresh memory.
+        rejected = (empty_rejected(columns) if len(rejections.rows) == 0 and len(malformed) == 0 else
+                    _rejected_frame(path, table, lines, malformed, check, rejections, columns))
+        del table  # the uids live on in ``check``
         order, timestamps = ordering.result()
     if order is None:  # already in order, faulty rows included
         rows = np.flatnonzero(keep)
@@ -761,15 +772,7 @@ def read_events(path: str | Path, labelled: bool) -> IngestResult:
         rows, timestamps = order[kept], timestamps[kept]
     else:
         rows = order
-    if len(rejections.rows) == 0 and len(malformed) == 0:  # a clean file: no frame of rejected rows
-        del table  # the raw text is no longer needed (the uids live on in ``check``)
-        rejected, events = empty_rejected(columns), _events_frame(check, lines, rows, timestamps, columns)
-    else:  # the rejected rows' frame is built on a thread meanwhile
-        with ThreadPoolExecutor(max_workers=1) as side:
-            building = side.submit(_rejected_frame, path, table, lines, malformed, check, rejections, columns)
-            del table  # the thread holds it until the rejected rows are built
-            events = _events_frame(check, lines, rows, timestamps, columns)
-            rejected = building.result()
+    events = _events_frame(check, lines, rows, timestamps, columns)
     clock.lap("sort")
     return IngestResult(source_file=str(path), events=events, rejected=rejected, rows_read=rows_read,
                         exact_duplicates=exact_duplicates, timings=clock.laps)
@@ -787,10 +790,13 @@ def _time_order(session: Future, timestamp: Future) -> tuple[np.ndarray | None, 
     bad = ~_in_time_range(t)
     if bad.all():
         t = np.full_like(t, c.MIN_TIMESTAMP_MS)
-    elif bad.any():
-        last_valid = np.maximum.accumulate(np.where(bad, -1, np.arange(len(t))))
-        last_valid[last_valid < 0] = np.argmin(bad)  # rows before the first valid one
-        t = t[last_valid]
+    elif bad.any():  # each run of bad rows takes the time of the row just before it
+        rows = np.flatnonzero(bad)
+        new_run = np.r_[True, rows[1:] != rows[:-1] + 1]
+        source = (rows[new_run] - 1)[np.cumsum(new_run) - 1]
+        source[source < 0] = np.argmin(bad)  # rows before the first valid one
+        t = t.copy()  # the parsed column is shared with the field check
+        t[rows] = t[source]
     order, _, timestamps = sort_by_code_and_time(ranks, t)  # the sorted times come with the order
     return order, timestamps
 

@@ -359,3 +359,26 @@ def test_a_file_in_order_but_for_its_bad_timestamps_is_not_sorted_again(tmp_path
     assert orders == [None]  # the bad times took their neighbours' places: found in order
     assert result.events["source_line"].tolist() == [3, 4, 6, 7]
     assert result.rejected["line_number"].tolist() == [2, 5]
+
+
+def test_runs_of_bad_timestamps_take_the_time_before_the_run(tmp_path, monkeypatch):
+    from mouse_pipeline import ingest
+
+    seen = []
+
+    def recording(codes, t):
+        seen.append(t.copy())
+        return sort_by_code_and_time(codes, t)
+
+    sort_by_code_and_time = ingest.sort_by_code_and_time
+    monkeypatch.setattr(ingest, "sort_by_code_and_time", recording)
+    times = [1655993031000 + i for i in range(9)]
+    lines = [f"u{i},s1,-2416201411472988629,{t},2,10.0,20.0" for i, t in enumerate(times)]
+    for i, bad in ((0, "x"), (1, "12.5"), (4, "1.65599E+12"), (5, "-3"), (6, "99"), (8, "")):
+        lines[i] = lines[i].replace(str(times[i]), bad)
+    result = read_events(write(tmp_path, lines), labelled=True)
+    # Rows before the first valid one take its time; a run takes the time of the row before it.
+    assert seen[0].tolist() == [times[2], times[2], times[2], times[3], times[3], times[3], times[3], times[7],
+                                times[7]]
+    assert result.events["source_line"].tolist() == [4, 5, 9]
+    assert result.rejected["line_number"].tolist() == [2, 3, 6, 7, 8, 10]
