@@ -758,45 +758,74 @@ def read_events(path: str | Path, labelled: bool) -> IngestResult:
         check, keep, exact_duplicates, rejections = _validate(table, lines, labelled,
                                                               {c.SESSION_ID: session, c.TIMESTAMP: timestamp})
         clock.lap("validate")
-        # The sort, on one core, usually finishes last: the rejected rows are built meanwhile, on the
-        # other, and the raw text is released before the events frame asks for fresh memory.
-        rejected = (empty_rejected(columns) if len(rejections.rows) == 0 and len(malformed) == 0 else
-                    _rejected_frame(path, table, lines, malformed, check, rejections, columns))
-        del table  # the uids live on in ``check``
-        order, timestamps = ordering.result()
-    if order is None:  # already in order, faulty rows included
-        rows = np.flatnonzero(keep)
-        timestamps = timestamps if len(rows) == check.n else timestamps[rows]
-    elif len(keep) and not keep.all():  # the order of every row, less the rejected ones
-        kept = keep[order]
-        rows, timestamps = order[kept], timestamps[kept]
-    else:
-        rows = order
-    events = _events_frame(check, lines, rows, timestamps, columns)
+        kept = sorter.submit(_kept_order, ordering, keep)  # after the sort, on its thread
+        faulty = len(rejections.rows) > 0 or len(malformed) > 0
+        # Meanwhile the raw values of the rejected rows are picked out, and the raw text released
+        # before the events frame asks for fresh memory (the uids live on in ``check``).
+        raw = _text_table(table, rejections.rows) if faulty else None
+        del table
+        rows, timestamps = kept.result()
+    if not faulty:
+        rejected, events = empty_rejected(columns), _events_frame(check, lines, rows, timestamps, columns)
+    else:  # the rejected rows' reasons and frame are built on a thread meanwhile
+        with ThreadPoolExecutor(max_workers=1) as side:
+            building = side.submit(_rejected_frame, path, raw, lines, malformed, check, rejections, columns)
+            events = _events_frame(check, lines, rows, timestamps, columns)
+            rejected = building.result()
     clock.lap("sort")
     return IngestResult(source_file=str(path), events=events, rejected=rejected, rows_read=rows_read,
                         exact_duplicates=exact_duplicates, timings=clock.laps)
+
+
+def _kept_order(ordering: Future, keep: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(rows, their timestamps)``: the rows that ``keep`` marks, in the order of ``ordering``
+    (:func:`_time_order`'s future)."""
+    order, timestamps = ordering.result()
+    if order is None:  # already in order, faulty rows included
+        rows = np.flatnonzero(keep)
+        return rows, timestamps if len(rows) == len(keep) else timestamps[rows]
+    if len(keep) and not keep.all():  # the order of every row, less the rejected ones
+        kept = keep[order]
+        return order[kept], timestamps[kept]
+    return order, timestamps
 
 
 def _time_order(session: Future, timestamp: Future) -> tuple[np.ndarray | None, np.ndarray]:
     """``(order, timestamps in that order)`` of every row by ``(session_id, timestamp)``, stable
     (``order`` None when the rows are in order already), from the two parsed columns' futures.
 
-    A row with a faulty timestamp (rejected later) takes the time of the last valid row before it
-    (or the first valid time): the packed sort key keeps to the valid times' span, and a file in
-    order apart from its bad timestamps is still found in order.
+    Rows that will be rejected stand in where they do not disturb the order of the others:
+
+    * a row with a faulty timestamp takes the time of the last valid row before it when that row
+      is of the same session, else the first valid time of its own session: the packed sort key
+      keeps to each session's span (one bad row with another session's time would widen every
+      session's field of the key, and slow its sort), and a file in order apart from its bad
+      timestamps is still found in order;
+    * a row with an empty or spreadsheet-mangled session id (rejected whatever else) takes the
+      session and time of the last valid row before it.
     """
-    ranks, t = _session_ranks(session.result()), timestamp.result()[0]
-    bad = ~_in_time_range(t)
-    if bad.all():
+    ids, t = session.result(), timestamp.result()[0]
+    ranks = _session_ranks(ids)
+    doomed = ids.empty | ids.scientific
+    stand_in = doomed | ~_in_time_range(t)
+    if stand_in.all():  # every row will be rejected: any order does
         t = np.full_like(t, c.MIN_TIMESTAMP_MS)
-    elif bad.any():  # each run of bad rows takes the time of the row just before it
-        rows = np.flatnonzero(bad)
+    elif stand_in.any():
+        rows = np.flatnonzero(stand_in)
         new_run = np.r_[True, rows[1:] != rows[:-1] + 1]
-        source = (rows[new_run] - 1)[np.cumsum(new_run) - 1]
-        source[source < 0] = np.argmin(bad)  # rows before the first valid one
+        source = (rows[new_run] - 1)[np.cumsum(new_run) - 1]  # the last row before each run
+        source[source < 0] = np.argmin(stand_in)  # rows before the first valid one: that one
+        ranks[rows[doomed[rows]]] = ranks[source[doomed[rows]]]  # ``ranks`` is this function's own
         t = t.copy()  # the parsed column is shared with the field check
-        t[rows] = t[source]
+        same = ranks[source] == ranks[rows]
+        if not same.all():  # each session's first valid time
+            never = np.iinfo(np.int64).max
+            t[rows] = never
+            start = np.full(int(ranks.max()) + 1, never)
+            np.minimum.at(start, ranks, t)
+            start[start == never] = int(start.min())  # sessions without a valid row: any valid time
+            t[rows[~same]] = start[ranks[rows[~same]]]
+        t[rows[same]] = t[source[same]]
     order, _, timestamps = sort_by_code_and_time(ranks, t)  # the sorted times come with the order
     return order, timestamps
 
@@ -831,11 +860,11 @@ def _validate(table: pa.Table, lines: np.ndarray, labelled: bool, parsing: dict[
     return check, keep, len(duplicate), _Rejections(rejected_rows, reused, reused_reasons)
 
 
-def _rejected_frame(path: Path, table: pa.Table, lines: np.ndarray, malformed: pd.DataFrame, check: FieldCheck,
+def _rejected_frame(path: Path, raw: pa.Table, lines: np.ndarray, malformed: pd.DataFrame, check: FieldCheck,
                     rejections: _Rejections, columns: tuple[str, ...]) -> pd.DataFrame:
-    """The rejected rows (raw values, line numbers, reasons) and the malformed lines, sorted by line."""
+    """The rejected rows (``raw``: their raw values, from :func:`_text_table`; line numbers, reasons) and
+    the malformed lines, sorted by line."""
     rows = rejections.rows
-    raw = _text_table(table, rows)
     reasons = check.reasons(rows, raw)
     for row, extra in zip(np.searchsorted(rows, rejections.reused), rejections.reused_reasons):
         reasons[row] = f"{reasons[row]}; {extra}" if reasons[row] else extra

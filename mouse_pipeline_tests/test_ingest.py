@@ -382,3 +382,44 @@ def test_runs_of_bad_timestamps_take_the_time_before_the_run(tmp_path, monkeypat
                                 times[7]]
     assert result.events["source_line"].tolist() == [4, 5, 9]
     assert result.rejected["line_number"].tolist() == [2, 3, 6, 7, 8, 10]
+
+
+def test_rows_sure_to_be_rejected_stand_in_within_their_own_session(tmp_path, monkeypatch):
+    from mouse_pipeline import ingest
+
+    seen = []
+
+    def recording(codes, t):
+        seen.append((codes.copy(), t.copy()))
+        return sort_by_code_and_time(codes, t)
+
+    sort_by_code_and_time = ingest.sort_by_code_and_time
+    monkeypatch.setattr(ingest, "sort_by_code_and_time", recording)
+    day = 86_400_000
+    # Two sessions a month apart, interleaved: a bad time right after a row of its own session takes
+    # that row's time (line 7); after a row of the other session, its own session's first valid time
+    # (lines 5 and 8), not the other session's.
+    start = 1655993031000
+    rows = [("a", start), ("b", start + 30 * day), ("a", start + 5), ("b", "12.5"), ("b", start + 30 * day + 7),
+            ("b", "x"), ("a", "1.65599E+12")]
+    lines = [f"u{i},{s},-2416201411472988629,{t},2,10.0,20.0" for i, (s, t) in enumerate(rows)]
+    result = read_events(write(tmp_path, lines), labelled=True)
+    codes, t = seen[0]
+    assert codes.tolist() == [0, 1, 0, 1, 1, 1, 0]
+    assert t.tolist() == [start, start + 30 * day, start + 5, start + 30 * day, start + 30 * day + 7,
+                          start + 30 * day + 7, start]
+    assert result.events["source_line"].tolist() == [2, 4, 3, 6]
+    assert result.rejected["line_number"].tolist() == [5, 7, 8]
+
+    # A file in order but for a row without a session is not sorted again.
+    seen.clear()
+    orders = []
+    monkeypatch.setattr(ingest, "sort_by_code_and_time",
+                        lambda codes, t: orders.append(sort_by_code_and_time(codes, t)[0]) or
+                        sort_by_code_and_time(codes, t))
+    lines = [f"u{i},{s},-2416201411472988629,{1655993031000 + i},2,10.0,20.0"
+             for i, s in enumerate(["s1", "s1", "", "s1", "s2", " ", "s2"])]
+    result = read_events(write(tmp_path, lines), labelled=True)
+    assert orders == [None]
+    assert result.events["source_line"].tolist() == [2, 3, 5, 6, 8]
+    assert result.rejected["line_number"].tolist() == [4, 7]
