@@ -423,3 +423,38 @@ def test_rows_sure_to_be_rejected_stand_in_within_their_own_session(tmp_path, mo
     assert orders == [None]
     assert result.events["source_line"].tolist() == [2, 3, 5, 6, 8]
     assert result.rejected["line_number"].tolist() == [4, 7]
+
+
+def test_csv_block_size_keeps_a_few_blocks_per_cpu():
+    from mouse_pipeline.ingest import csv_block_size
+
+    assert csv_block_size(1_453_526, cpus=2) == 1 << 20  # a small file: Arrow's default
+    assert csv_block_size(259_000_000, cpus=2) == 16 << 20  # at most 16 MB
+    assert csv_block_size(259_000_000, cpus=16) == 259_000_000 // 64  # four blocks per CPU
+
+
+def test_many_blocks_read_as_one(tmp_path, monkeypatch):
+    """Every rule, the line numbers and the order come out the same whether the file is read in one
+    block or in many (the columns then have many chunks)."""
+    from mouse_pipeline import ingest
+
+    rng = np.random.default_rng(5)
+    lines = []
+    for i in range(400):
+        session, t = f"s{rng.integers(0, 7)}", 1655993031000 + int(rng.integers(0, 10**6))
+        lines.append(f"u{i},{session},-24162014114729886{rng.integers(20, 23)},{t},{rng.choice([1, 2, 3, 4, 5])},"
+                     f"{rng.integers(0, 1920)}.5,{rng.integers(0, 1080)}.0")
+    for i, bad in zip(rng.choice(400, 40, replace=False), ["x", "1.65599E+12", "", "9", "-2.4162E+18"] * 8):
+        fields = lines[i].split(",")
+        fields[int(rng.integers(0, 7))] = bad
+        lines[i] = ",".join(fields)
+    lines[10] = "u10,s1,only,four"  # malformed
+    lines += [lines[3], lines[77]]  # exact duplicates at the end
+    lines.insert(200, lines[5].replace(",2,", ",3,", 1) if ",2," in lines[5] else lines[5] + "0")  # a reused uid
+    path = write(tmp_path, lines)
+    whole = read_events(path, labelled=True)
+    monkeypatch.setattr(ingest, "csv_block_size", lambda file_bytes, cpus=None: 1024)
+    blocks = read_events(path, labelled=True)
+    pd.testing.assert_frame_equal(whole.events, blocks.events)
+    pd.testing.assert_frame_equal(whole.rejected, blocks.rejected)
+    assert whole.counts() == blocks.counts() and whole.rows_rejected > 20
