@@ -23,7 +23,8 @@ run it on events already in memory: the training file's ingestion (its
 ``parse``, ``validate`` and ``sort`` stages, from
 :attr:`~mouse_pipeline.ingest.IngestResult.timings`; the sort itself runs
 during ``validate``, on a thread of its own, and ``sort`` is what is left of
-it plus building the events frame), the checks of the
+it, plus picking the kept rows, building the events frame and, for a faulty file,
+the frame of rejected rows with their reasons), the checks of the
 training events (every rule of :func:`mouse_pipeline.validation.event_rules`
 in one call), the training features, then the test file's ingestion and
 features. Writing and reading Parquet (the IO managers' work) is not part of

@@ -44,8 +44,10 @@ neutralised as ``\\t=1+1`` is never turned back into a live formula.
 
 How it is fast
 --------------
-pyarrow's multi-threaded CSV reader parses the file; ``session_id`` and
-``user_id`` come out dictionary-encoded, every other column as text. Every
+pyarrow's multi-threaded CSV reader parses the file, in blocks of up to
+16 MB (:func:`csv_block_size`: every block is a chunk of every column, and
+later steps pay per chunk); ``session_id`` and ``user_id`` come out
+dictionary-encoded, every other column as text. Every
 rule is Arrow compute or numpy over whole columns, several at a time on threads: a column
 whose values are all in plain form is typed with one cast; a column with
 faults is parsed once per distinct text (timestamps: only the non-plain
@@ -55,7 +57,9 @@ share a uid, and only those are compared in full. The sort is one sort of
 packed integer keys, from which the sorted timestamps come back too; it
 needs only the session ids and timestamps, so it runs on a thread of its own
 while the other rules run, over every row (the rejected ones are dropped
-from its order afterwards, which keeps the order of the rest). Text
+from its order afterwards, which keeps the order of the rest; rows sure to
+be rejected stand in within their own session, so that they widen no
+session's part of the key, see ``_time_order``). Text
 becomes Python strings only for the messages of rejected rows, which are
 assembled with Arrow string kernels. The events frame keeps Arrow-backed
 ``str`` columns. :attr:`IngestResult.timings` has the seconds of each stage.
