@@ -261,20 +261,30 @@ def _load() -> str:
 
 
 def _huge_pages() -> str:
-    """Transparent huge page settings: on some VMs, faulting in fresh memory (every stage allocates
-    hundreds of MB) costs much system time when numpy asks for huge pages and the kernel defragments
-    for them. ``mouse_pipeline`` asks numpy not to, unless ``NUMPY_MADVISE_HUGEPAGE`` is set."""
+    """Transparent huge page settings, and those of the allocators that ``mouse_pipeline`` makes (see
+    :mod:`mouse_pipeline.allocation`): on some VMs, faulting in fresh memory (every stage allocates
+    hundreds of MB) is a large part of the slice's CPU time. The children inherit this process's
+    environment: a setting shows as the user's when it is there."""
     settings = []
     for name in ("enabled", "defrag"):
         try:
             text = Path(f"/sys/kernel/mm/transparent_hugepage/{name}").read_text().split()
             settings.append(f"{name} {next((w.strip('[]') for w in text if w.startswith('[')), '?')}")
         except OSError:
-            return "unknown"
-    chosen = os.environ.get("NUMPY_MADVISE_HUGEPAGE")
-    numpy = "numpy huge pages: " + ("off (mouse_pipeline's default)" if chosen is None else
-                                    f"NUMPY_MADVISE_HUGEPAGE={chosen}")
-    return ", ".join(settings) + f"; {numpy}"
+            settings.append(f"{name} unknown")
+    from mouse_pipeline.allocation import MIMALLOC_OPTIONS
+
+    def chosen(*names: str) -> str | None:
+        """The user's settings among ``names`` (a value this package sets itself is not one)."""
+        users = [f"{name}={os.environ[name]}" for name in names
+                 if name in os.environ and os.environ[name] != MIMALLOC_OPTIONS.get(name)]
+        return ", ".join(users) or None
+
+    numpy = chosen("NUMPY_MADVISE_HUGEPAGE") or "small pages"
+    arrow = chosen(*MIMALLOC_OPTIONS) or "small pages, freed memory kept 10 s"
+    glibc = chosen("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "GLIBC_TUNABLES") or "freed memory kept"
+    return (", ".join(settings) + f"; allocators (mouse_pipeline's defaults unless set): numpy {numpy}; "
+            f"Arrow (mimalloc) {arrow}; glibc {glibc}")
 
 
 def _numpy_sort() -> str:

@@ -17,35 +17,11 @@ import os
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
 
-def _small_pages_for_numpy() -> None:
-    """Ask numpy not to request transparent huge pages for its large arrays (unless the user chose,
-    with ``NUMPY_MADVISE_HUGEPAGE``).
+# Ordinary pages, and freed memory kept for reuse, for numpy's and Arrow's allocators: before
+# anything imports pyarrow (see mouse_pipeline.allocation).
+from mouse_pipeline import allocation as _allocation  # noqa: E402
 
-    Where the kernel defragments memory for huge pages on request (the common
-    ``madvise`` setting of ``/sys/kernel/mm/transparent_hugepage/defrag``),
-    every fresh array of a few MB can stall while the kernel compacts memory:
-    ingestion of 2 million events spent more time in the kernel than in its
-    own code, and ran about 20% slower in a fresh process
-    (``python -m benchmarks.pipeline_benchmark`` prints the setting). The
-    pipeline's arrays are written once and read a few times, where huge pages
-    gain little.
-    """
-    if "NUMPY_MADVISE_HUGEPAGE" in os.environ:
-        return
-    try:
-        from numpy._core.multiarray import _set_madvise_hugepage
-    except ImportError:
-        try:  # numpy 1.x
-            from numpy.core.multiarray import _set_madvise_hugepage
-        except ImportError:  # another numpy: its default stays
-            return
-    try:
-        _set_madvise_hugepage(False)
-    except (TypeError, ValueError, RuntimeError):  # a numpy whose private switch changed: its default stays
-        return
-
-
-_small_pages_for_numpy()
+_allocation.configure()
 
 __all__ = ["pipeline_definitions"]
 
