@@ -357,7 +357,9 @@ def _id_column(column: pa.Array | pa.ChunkedArray) -> IdColumn:
     empty = bool_mask(empty)
     if codes is not None:  # distinct values: as large_string, so that the rows taken need no conversion
         values = pc.cast(values, pa.large_string())
-        empty, scientific = empty[codes], scientific[codes]
+        # Per row; without a faulty distinct value (the rule), no gather over the rows.
+        empty, scientific = (mask[codes] if mask.any() else np.zeros(len(codes), dtype=bool)
+                             for mask in (empty, scientific))
     return IdColumn(values, codes, empty, scientific)
 
 
@@ -689,9 +691,11 @@ def _read_table(path: Path, columns: tuple[str, ...]) -> tuple[pa.Table, np.ndar
     bad_lines = np.array([m[0] for m in malformed], dtype=np.int64)
     total = table.num_rows + len(bad_lines)
     # Physical line 1 is the header; data lines are 2..total+1 (no multi-line fields).
-    is_good = np.ones(total, dtype=bool)
-    is_good[bad_lines[(bad_lines >= 2) & (bad_lines < total + 2)] - 2] = False
-    lines = np.arange(2, total + 2, dtype=np.int64)[is_good][: table.num_rows]
+    lines = np.arange(2, total + 2, dtype=np.int64)
+    if len(bad_lines):
+        is_good = np.ones(total, dtype=bool)
+        is_good[bad_lines[(bad_lines >= 2) & (bad_lines < total + 2)] - 2] = False
+        lines = lines[is_good][: table.num_rows]
     bad = pd.DataFrame(
         {
             "line_number": bad_lines,

@@ -142,11 +142,13 @@ class EventIndex:
                 order = stable_order(session.codes + 1, t.astype(np.int64, copy=False))
         pairs = None
         if user is not None:
-            both = (session.codes >= 0) & (user.codes >= 0)
-            key = session.codes[both] * max(user.n, 1) + user.codes[both]
-            # Distinct pairs from the runs of equal pairs: a handful per session in sorted events.
-            runs = key[np.r_[True, key[1:] != key[:-1]]] if len(key) else key
-            pairs = np.unique(runs)
+            # Distinct pairs from the runs of equal pairs (a handful per session in sorted events): the
+            # first row of each run, less those with a missing id.
+            s, u = session.codes, user.codes
+            first = np.flatnonzero(np.r_[True, (s[1:] != s[:-1]) | (u[1:] != u[:-1])]) if len(s) else s
+            s, u = s[first], u[first]
+            both = (s >= 0) & (u >= 0)
+            pairs = np.unique(s[both] * max(user.n, 1) + u[both])
         return cls(events=events, session=session, user=user, order=order, pairs=pairs)
 
     def users_per_session(self) -> np.ndarray:
