@@ -4,6 +4,7 @@ Usage::
 
     python -m benchmarks.pipeline_benchmark --events 2e6            # simulated, shaped like the real logs
     python -m benchmarks.pipeline_benchmark --events 2e6 --repeat 5 --faulty 0.01
+    python -m benchmarks.pipeline_benchmark --events 2e6 --row-order sessions   # rows as in Kaggle's files
     python -m benchmarks.pipeline_benchmark --train ../shared/data/kaggle/Train_Mouse.csv \\
         --test ../shared/data/kaggle/Test_Mouse.csv
 
@@ -12,8 +13,10 @@ about a third of that are simulated once (``mouse_pipeline.simulate``, fixed
 seed) into a temporary folder, shaped like the production logs the issue
 describes: few users with long sessions (``--users 10``, ``--sessions 6``
 training and ``--test-sessions 2`` test sessions each: about 35,000 events
-per session at 2 million events). ``--train``/``--test`` time real files
-instead. ``--faulty F`` also writes a copy of the training file in which a
+per session at 2 million events). Every row of a file is shuffled, the
+hardest order for the sort; ``--row-order sessions`` keeps each session's
+rows together, shuffled within it, as in Kaggle's files (the only real ones
+here). ``--train``/``--test`` time real files instead. ``--faulty F`` also writes a copy of the training file in which a
 fraction F of the rows carry a fault (a non-number, a spreadsheet-mangled
 timestamp or user id, an unknown event code, an empty session, ...), the
 rest of the text unchanged.
@@ -87,15 +90,37 @@ def _actions_for(events: float, users: int, sessions: int, seed: int) -> float:
     return max(2.0, events / (users * sessions) / per_action)
 
 
-def simulate_files(events: float, users: int, sessions: int, test_sessions: int, folder: Path) -> dict[str, Path]:
-    """Write a simulated training and test CSV (fixed seed) into ``folder``."""
+#: Row orders of the simulated files: every row shuffled (the simulator's own order), or each
+#: session's rows together, shuffled within it, as in Kaggle's files.
+ROW_ORDERS = ("shuffled", "sessions")
+
+
+def by_session(frame: "pd.DataFrame", seed: int = 2) -> "pd.DataFrame":
+    """``frame`` (rows in any order) with each session's rows together, sessions in random order, rows
+    in random order within a session: the order of Kaggle's files (not time order)."""
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    codes, uniques = pd.factorize(frame["session_id"])
+    session_rank = rng.permutation(len(uniques))[codes]
+    shuffled = rng.permutation(len(frame))
+    order = shuffled[np.argsort(session_rank[shuffled], kind="stable")]
+    return frame.iloc[order].reset_index(drop=True)
+
+
+def simulate_files(events: float, users: int, sessions: int, test_sessions: int, folder: Path,
+                   row_order: str = "shuffled") -> dict[str, Path]:
+    """Write a simulated training and test CSV (fixed seed) into ``folder``, rows in ``row_order``
+    (:data:`ROW_ORDERS`)."""
     from mouse_pipeline.simulate import simulate
 
+    if row_order not in ROW_ORDERS:
+        raise ValueError(f"row_order must be one of {ROW_ORDERS}, not {row_order!r}")
     actions = _actions_for(events, users, sessions, seed=1)
     data = simulate(users=users, sessions=sessions, test_sessions=test_sessions, actions_per_session=actions, seed=1)
     paths = {"train": folder / "train.csv", "test": folder / "test.csv"}
-    data.train.to_csv(paths["train"], index=False)
-    data.test.to_csv(paths["test"], index=False)
+    for kind, frame in (("train", data.train), ("test", data.test)):
+        (by_session(frame) if row_order == "sessions" else frame).to_csv(paths[kind], index=False)
     return paths
 
 
@@ -366,6 +391,9 @@ def main() -> None:
                         help="runs of the notebook's featurizer (default: --repeat; 0 skips it)")
     parser.add_argument("--faulty", type=float, default=0.0,
                         help="also time ingestion with this share of faulty rows (e.g. 0.01)")
+    parser.add_argument("--row-order", choices=ROW_ORDERS, default="shuffled",
+                        help="rows of the simulated files: all shuffled (default), or each session's together, "
+                             "shuffled within it, as in Kaggle's files")
     parser.add_argument("--keep", type=Path, help="write the simulated files here and keep them")
     parser.add_argument("--phase", choices=["slice", "notebook", "faulty"], help=argparse.SUPPRESS)
     parser.add_argument("--faulty-file", type=Path, help=argparse.SUPPRESS)
@@ -388,7 +416,8 @@ def main() -> None:
         if args.train is None:
             print(f"simulating about {args.events:,.0f} training events ({args.users} users x {args.sessions} "
                   f"sessions, {args.test_sessions} test sessions each) into {folder} ...", flush=True)
-            paths = simulate_files(args.events, args.users, args.sessions, args.test_sessions, folder)
+            paths = simulate_files(args.events, args.users, args.sessions, args.test_sessions, folder,
+                                   args.row_order)
         else:
             paths = {"train": args.train, "test": args.test}
         faulty, faulty_rows = None, 0

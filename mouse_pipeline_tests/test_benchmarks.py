@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 
 from benchmarks.notebook_featurizer import featurize_frame, read_rows
-from benchmarks.pipeline_benchmark import run_slice, write_faulty
+from benchmarks.pipeline_benchmark import by_session, run_slice, write_faulty
 from mouse_pipeline.features import extract_features
 from mouse_pipeline.ingest import read_events
 
@@ -43,3 +43,16 @@ def test_one_run_of_the_slice_reports_every_stage(small_files):
                   "validate test", "sort test", "features test", "slice"):
         assert out[stage]["seconds"] >= 0 and out[stage]["peak"] > 0, stage
     assert all(out["checks"].values())
+
+
+def test_rows_by_session_keep_each_sessions_rows_together_and_lose_none(small_files):
+    events = pd.read_csv(small_files["train"], dtype=str)
+    ordered = by_session(events)
+    session = ordered["session_id"].to_numpy()
+    runs = 1 + np.count_nonzero(session[1:] != session[:-1])
+    assert runs == events["session_id"].nunique()  # one run per session
+    pd.testing.assert_frame_equal(ordered.sort_values("uid", ignore_index=True),
+                                  events.sort_values("uid", ignore_index=True))
+    t = ordered["timestamp"].astype("int64").to_numpy()
+    assert (np.diff(t)[session[1:] == session[:-1]] < 0).any()  # not in time order within a session
+    pd.testing.assert_frame_equal(by_session(events), ordered)  # deterministic
