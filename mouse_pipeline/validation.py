@@ -87,14 +87,17 @@ class Codes:
     def of(cls, series: pd.Series) -> "Codes":
         """Code a column in one pass: the runs of equal neighbours are found first (sessions and
         users come in long runs in sorted events), and only one value per run is hashed."""
-        text = arrow_text(series)
-        text = text.combine_chunks() if isinstance(text, pa.ChunkedArray) else text
+        text = arrow_text(series)  # chunked or not: every step below works chunk by chunk
         n = len(text)
         if n == 0:
             return cls(np.zeros(0, dtype=np.int64), pd.array([], dtype="str"), np.zeros(0, dtype=bool))
         changed = pc.fill_null(pc.not_equal(text[1:], text[:-1]), True)
-        starts = np.flatnonzero(np.r_[True, bool_mask(changed)])
-        encoded = pc.dictionary_encode(text.take(pa.array(starts)))
+        first = np.r_[True, bool_mask(changed)]
+        starts = np.flatnonzero(first)
+        run_values = text.filter(pa.array(first))  # a filter, unlike a take, never joins the chunks
+        if isinstance(run_values, pa.ChunkedArray):
+            run_values = run_values.combine_chunks()  # one value per run: small
+        encoded = pc.dictionary_encode(run_values)
         dictionary = encoded.dictionary
         # Sorted ids without the blank ones; codes follow the sort order of the ids.
         present = np.flatnonzero(~_blank(dictionary))

@@ -90,6 +90,25 @@ def arrow_text(column: pd.Series) -> pa.Array | pa.ChunkedArray:
     return array
 
 
+def take_rows(values: pa.Array | pa.ChunkedArray, rows: np.ndarray) -> pa.Array:
+    """``values[rows]`` as one array, for a few rows: without joining a chunked array's chunks first,
+    which Arrow's ``take`` does (a copy of the whole column)."""
+    if not isinstance(values, pa.ChunkedArray):
+        return values.take(pa.array(rows, type=pa.int64()))
+    if values.num_chunks <= 1:
+        return values.combine_chunks().take(pa.array(rows, type=pa.int64()))
+    bounds = np.cumsum([0] + [len(chunk) for chunk in values.chunks])
+    rows = np.asarray(rows, dtype=np.int64)
+    chunk_of = np.searchsorted(bounds, rows, side="right") - 1
+    by_chunk = np.argsort(chunk_of, kind="stable")
+    parts = []
+    for k in np.unique(chunk_of):  # one take per chunk that holds some of the rows
+        picked = by_chunk[chunk_of[by_chunk] == k]
+        parts.append(values.chunk(int(k)).take(pa.array(rows[picked] - bounds[k])))
+    taken = pa.concat_arrays(parts) if parts else pa.array([], type=values.type)
+    return taken.take(pa.array(np.argsort(by_chunk), type=pa.int64()))  # back to the order of ``rows``
+
+
 def session_codes(session_id: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     """A code per row (``0 ..``, in order of first appearance) and the session id of each code.
 
@@ -222,7 +241,7 @@ def sort_events(events: pd.DataFrame) -> SegmentedEvents:
         first_rows = SegmentedEvents.first_rows(session)
         first_rows = first_rows if order is None else order[first_rows]
         column = arrow_text(events[c.USER_ID])
-        users = np.asarray(column.take(pa.array(first_rows)).to_pylist(), dtype=object).astype(str)
+        users = np.asarray(take_rows(column, first_rows).to_pylist(), dtype=object).astype(str)
     return SegmentedEvents(
         t=ordered(t),
         x=ordered(events[c.SCREEN_X].to_numpy(dtype=np.float64)),
