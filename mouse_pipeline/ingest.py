@@ -62,7 +62,9 @@ be rejected stand in within their own session, so that they widen no
 session's part of the key, see ``_time_order``). Text
 becomes Python strings only for the messages of rejected rows, which are
 assembled with Arrow string kernels. The events frame keeps Arrow-backed
-``str`` columns. :attr:`IngestResult.timings` has the seconds of each stage.
+``str`` columns, in chunks of :data:`OUTPUT_CHUNK_ROWS` rows: each chunk fits
+in memory that the raw text has just freed. :attr:`IngestResult.timings` has
+the seconds of each stage.
 
 The field rules (:func:`check_fields`) take any Arrow table of the contract's
 columns, so the Spark engine runs the very same code on its batches
@@ -120,8 +122,8 @@ class IngestResult:
     exact_duplicates: int
     #: Wall-clock seconds of each stage: ``parse`` (header and CSV reader), ``validate`` (every
     #: rule: which rows are kept; the sort runs meanwhile, on a thread of its own), ``sort`` (what
-    #: is left of the sort when validation ends, and the typed events frame; the frame of rejected
-    #: rows, with their reasons, is built meanwhile on another thread).
+    #: is left of the sort when validation ends, the typed events frame, then the frame of rejected
+    #: rows with their reasons).
     timings: dict[str, float] = field(default_factory=dict)
 
     @property
