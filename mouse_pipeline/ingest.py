@@ -364,7 +364,7 @@ def _id_column(column: pa.Array | pa.ChunkedArray) -> IdColumn:
     empty = bool_mask(empty)
     if codes is not None:  # distinct values: as large_string, so that the rows taken need no conversion
         values = pc.cast(values, pa.large_string())
-        # Per row; without a faulty distinct value (the rule), no gather over the rows.
+        # Per row: gathered from the distinct values only when one of them is faulty (rare).
         empty, scientific = (mask[codes] if mask.any() else np.zeros(len(codes), dtype=bool)
                              for mask in (empty, scientific))
     return IdColumn(values, codes, empty, scientific)

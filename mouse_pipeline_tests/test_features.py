@@ -285,3 +285,31 @@ def test_sort_by_code_and_time_is_a_stable_lexsort(times, sparse_codes):
         np.testing.assert_array_equal(order, expected)
         np.testing.assert_array_equal(sorted_codes, codes[expected])
         np.testing.assert_array_equal(sorted_t, t[expected])
+
+
+def test_take_rows_of_a_chunked_column_equals_a_take_of_the_joined_column():
+    import pyarrow as pa
+
+    from mouse_pipeline.features.segments import take_rows
+
+    column = pa.chunked_array([pa.array(["a", "b", None]), pa.array([], pa.string()), pa.array(["d"]),
+                               pa.array(["e", "f", "g"])])
+    joined = column.combine_chunks()
+    for rows in ([0, 3, 6, 1], [6, 5, 4, 3, 2, 1, 0], [], [2, 2, 4], [5]):
+        rows = np.array(rows, dtype=np.int64)
+        assert take_rows(column, rows).to_pylist() == joined.take(pa.array(rows, pa.int64())).to_pylist()
+    assert take_rows(joined, np.array([1, 0])).to_pylist() == ["b", "a"]
+    assert take_rows(pa.chunked_array([joined]), np.array([6])).to_pylist() == ["g"]
+
+
+def test_features_of_chunked_and_joined_id_columns_agree(small_files):
+    import pyarrow as pa
+
+    small_events = read_events(small_files["train"], labelled=True).events
+    small_events = small_events.sample(frac=1.0, random_state=0).reset_index(drop=True)  # any order
+    chunked = small_events.copy()
+    for name in (c.SESSION_ID, c.USER_ID, c.UID):
+        values = pa.array(small_events[name].astype(str).tolist(), pa.large_string())
+        cuts = list(range(0, len(values), 97)) + [len(values)]
+        chunked[name] = pd.array(pa.chunked_array([values[a:b] for a, b in zip(cuts[:-1], cuts[1:])]), dtype="str")
+    pd.testing.assert_frame_equal(extract_features(chunked), extract_features(small_events))

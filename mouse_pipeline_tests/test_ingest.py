@@ -458,3 +458,8 @@ def test_many_blocks_read_as_one(tmp_path, monkeypatch):
     pd.testing.assert_frame_equal(whole.events, blocks.events)
     pd.testing.assert_frame_equal(whole.rejected, blocks.rejected)
     assert whole.counts() == blocks.counts() and whole.rows_rejected > 20
+    # The events frame's string columns in chunks of 7 rows: the same frame.
+    monkeypatch.setattr(ingest, "OUTPUT_CHUNK_ROWS", 7)
+    chunked = read_events(path, labelled=True)
+    assert chunked.events[c.UID].array._pa_array.num_chunks > 40
+    pd.testing.assert_frame_equal(whole.events, chunked.events)

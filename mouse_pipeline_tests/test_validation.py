@@ -255,3 +255,25 @@ def test_every_rule_in_one_call_matches_the_single_rule_functions():
     for name, single in singles.items():
         assert (results[name].passed, results[name].summary) == (single.passed, single.summary)
         pd.testing.assert_frame_equal(results[name].offenders, single.offenders)
+
+
+def test_rules_on_chunked_and_joined_id_columns_agree(tmp_path):
+    import pyarrow as pa
+
+    from mouse_pipeline.simulate import simulate
+
+    events = simulate(users=3, sessions=2, test_sessions=0, actions_per_session=20, seed=4).train
+    events.loc[5, c.SESSION_ID] = " "  # a blank id, so that missing ids are coded too
+    chunked = events.copy()
+    for name in (c.SESSION_ID, c.USER_ID):
+        values = pa.array(events[name].astype(str).tolist())
+        cuts = list(range(0, len(values), 53)) + [len(values)]
+        chunked[name] = pd.array(pa.chunked_array([values[a:b] for a, b in zip(cuts[:-1], cuts[1:])]), dtype="str")
+    for name in (c.SESSION_ID, c.USER_ID):
+        joined, parts = v.Codes.of(events[name]), v.Codes.of(chunked[name])
+        np.testing.assert_array_equal(parts.codes, joined.codes)
+        assert list(parts.ids) == list(joined.ids)
+    ours, theirs = v.event_rules(chunked), v.event_rules(events)
+    for name in ours:
+        assert ours[name].passed == theirs[name].passed and ours[name].summary == theirs[name].summary, name
+        pd.testing.assert_frame_equal(ours[name].offenders, theirs[name].offenders)
