@@ -107,7 +107,7 @@ def by_session(frame: pd.DataFrame, seed: int = 2) -> pd.DataFrame:
     import pandas as pd  # noqa: F811
 
     rng = np.random.default_rng(seed)
-    codes, uniques = pd.factorize(frame["session_id"])
+    codes, uniques = pd.factorize(frame["session_id"], use_na_sentinel=False)  # a missing id: a session too
     session_rank = rng.permutation(len(uniques))[codes]
     shuffled = rng.permutation(len(frame))
     order = shuffled[np.argsort(session_rank[shuffled], kind="stable")]
@@ -303,7 +303,7 @@ def _huge_pages() -> str:
             settings.append(f"{name} {next((w.strip('[]') for w in text if w.startswith('[')), '?')}")
         except OSError:
             settings.append(f"{name} unknown")
-    from mouse_pipeline.allocation import MIMALLOC_OPTIONS
+    from mouse_pipeline.allocation import MIMALLOC_OPTIONS, glibc_thresholds_chosen, is_glibc
 
     def chosen(*names: str) -> str | None:
         """The user's settings among ``names`` (a value this package sets itself is not one)."""
@@ -313,7 +313,9 @@ def _huge_pages() -> str:
 
     numpy = chosen("NUMPY_MADVISE_HUGEPAGE") or "small pages"
     arrow = chosen(*MIMALLOC_OPTIONS) or "small pages, freed memory kept 10 s"
-    glibc = chosen("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "GLIBC_TUNABLES") or "freed memory kept"
+    glibc = ("not glibc: its allocator as it is" if not is_glibc() else
+             chosen("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "GLIBC_TUNABLES") if glibc_thresholds_chosen()
+             else "freed memory kept")
     return (", ".join(settings) + f"; allocators (mouse_pipeline's defaults unless set): numpy {numpy}; "
             f"Arrow (mimalloc) {arrow}; glibc {glibc}")
 

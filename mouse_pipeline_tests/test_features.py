@@ -300,6 +300,10 @@ def test_take_rows_of_a_chunked_column_equals_a_take_of_the_joined_column():
         assert take_rows(column, rows).to_pylist() == joined.take(pa.array(rows, pa.int64())).to_pylist()
     assert take_rows(joined, np.array([1, 0])).to_pylist() == ["b", "a"]
     assert take_rows(pa.chunked_array([joined]), np.array([6])).to_pylist() == ["g"]
+    assert take_rows(pa.chunked_array([], pa.string()), np.array([], dtype=np.int64)).to_pylist() == []
+    for bad in ([7], [-1], [0, 7]):
+        with pytest.raises(IndexError):
+            take_rows(column, np.array(bad))
 
 
 def test_features_of_chunked_and_joined_id_columns_agree(small_files):

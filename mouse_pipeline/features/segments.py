@@ -93,20 +93,25 @@ def arrow_text(column: pd.Series) -> pa.Array | pa.ChunkedArray:
 def take_rows(values: pa.Array | pa.ChunkedArray, rows: np.ndarray) -> pa.Array:
     """``values[rows]`` as one array, for a few rows: without joining a chunked array's chunks first,
     which Arrow's ``take`` does (a copy of the whole column)."""
-    if not isinstance(values, pa.ChunkedArray):
-        return values.take(pa.array(rows, type=pa.int64()))
-    if values.num_chunks <= 1:
-        return values.combine_chunks().take(pa.array(rows, type=pa.int64()))
-    bounds = np.cumsum([0] + [len(chunk) for chunk in values.chunks])
     rows = np.asarray(rows, dtype=np.int64)
+    if len(rows) and (rows.min() < 0 or rows.max() >= len(values)):
+        raise IndexError(f"rows out of range for {len(values)} values")
+    if not isinstance(values, pa.ChunkedArray):
+        return values.take(pa.array(rows))
+    if values.num_chunks == 0:
+        return pa.array([], type=values.type)
+    if values.num_chunks == 1:
+        return values.chunk(0).take(pa.array(rows))
+    bounds = np.cumsum([0] + [len(chunk) for chunk in values.chunks])
     chunk_of = np.searchsorted(bounds, rows, side="right") - 1
     by_chunk = np.argsort(chunk_of, kind="stable")
+    sorted_chunks = chunk_of[by_chunk]
     parts = []
-    for k in np.unique(chunk_of):  # one take per chunk that holds some of the rows
-        picked = by_chunk[chunk_of[by_chunk] == k]
-        parts.append(values.chunk(int(k)).take(pa.array(rows[picked] - bounds[k])))
+    for k in np.unique(sorted_chunks):  # one take per chunk that holds some of the rows
+        lo, hi = np.searchsorted(sorted_chunks, [k, k + 1])
+        parts.append(values.chunk(int(k)).take(pa.array(rows[by_chunk[lo:hi]] - bounds[k])))
     taken = pa.concat_arrays(parts) if parts else pa.array([], type=values.type)
-    return taken.take(pa.array(np.argsort(by_chunk), type=pa.int64()))  # back to the order of ``rows``
+    return taken.take(pa.array(np.argsort(by_chunk)))  # back to the order of ``rows``
 
 
 def session_codes(session_id: pd.Series) -> tuple[np.ndarray, np.ndarray]:
