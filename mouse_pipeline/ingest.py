@@ -273,7 +273,7 @@ def _parse_timestamp(text: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.n
     if plain.any():
         values[plain] = numpy_values(pc.cast(pc.filter(text, plain_flags), pa.int64()))
     other = np.flatnonzero(~plain)
-    rest = pc.take(text, pa.array(other))
+    rest = pc.filter(text, pc.invert(plain_flags))  # a filter works chunk by chunk; a take joins the chunks
     integer = bool_mask(pc.match_substring_regex(rest, _INTEGER))
     scientific = np.zeros(n, dtype=bool)
     scientific[other] = bool_mask(pc.match_substring_regex(rest, _SCIENTIFIC))
