@@ -291,7 +291,7 @@ def _load() -> str:
     return " ".join(f"{x:.1f}" for x in os.getloadavg())
 
 
-def _huge_pages() -> str:
+def _memory_settings() -> str:
     """Transparent huge page settings, and those of the allocators that ``mouse_pipeline`` makes (see
     :mod:`mouse_pipeline.allocation`): on some VMs, faulting in fresh memory (every stage allocates
     hundreds of MB) is a large part of the slice's CPU time. The children inherit this process's
@@ -333,7 +333,7 @@ def _numpy_sort() -> str:
 def report(train: Path, test: Path, repeat: int, notebook_repeat: int, faulty: Path | None, faulty_rows: int) -> None:
     print(f"training file {train} ({train.stat().st_size / 1e6:,.0f} MB), test file {test} "
           f"({test.stat().st_size / 1e6:,.0f} MB); {os.cpu_count()} CPUs; load average before: {_load()}; "
-          f"transparent huge pages: {_huge_pages()}; numpy sort: {_numpy_sort()}", flush=True)
+          f"transparent huge pages: {_memory_settings()}; numpy sort: {_numpy_sort()}", flush=True)
     slices, notebooks = [], []
     for i in range(max(repeat, notebook_repeat)):  # slice and notebook runs alternate
         if i < repeat:
