@@ -465,3 +465,62 @@ def test_many_blocks_read_as_one(tmp_path, monkeypatch):
     chunked = read_events(path, labelled=True)
     assert pa.array(chunked.events[c.UID].array).num_chunks > 40  # pandas hands over its chunked array
     pd.testing.assert_frame_equal(whole.events, chunked.events)
+
+
+def test_fixed_width_is_the_one_byte_length_of_every_value():
+    import pyarrow as pa
+
+    from mouse_pipeline.ingest import fixed_width
+
+    assert fixed_width(pa.array(["ab", "cd", "é"])) == 2  # bytes, not characters: é is two
+    assert fixed_width(pa.array(["ab", "cd"], pa.large_string())) == 2
+    assert fixed_width(pa.array(["abc", "d", "ef", "gh"]).slice(2)) == 2  # the slice's own values
+    for values in (pa.array(["ab", "c"]), pa.array(["a", "bc"]), pa.array(["", ""]), pa.array(["ab", None]),
+                   pa.array([], pa.string()), pa.chunked_array([pa.array(["ab"])]), pa.array([b"ab"], pa.binary()),
+                   pa.array(["ab", "a", "abc"])):  # as many bytes as three values of two, but not one width
+        assert fixed_width(values) == 0, values
+
+
+def test_take_strings_gives_what_arrow_takes():
+    import pyarrow as pa
+
+    from mouse_pipeline.ingest import fixed_width, take_strings
+
+    rng = np.random.default_rng(9)
+    uuids = pa.array([f"{rng.integers(0, 16**8):08x}-{i:04d}-é" for i in range(300)]).slice(7)
+    rows = rng.integers(0, len(uuids), 1000)
+    for values in (uuids, pa.array(["ab", "cde", ""] * 5), pa.array(["x"] * 9, pa.large_string())):
+        width = fixed_width(values)
+        taken = take_strings(values, rows % len(values), width)
+        assert taken.to_pylist() == values.take(pa.array(rows % len(values))).to_pylist()
+        assert taken.type == (pa.large_string() if width else values.type)
+        taken.validate(full=True)
+    assert fixed_width(uuids) == len("00000000-0000-é".encode())
+    assert take_strings(uuids, np.zeros(0, dtype=np.int64), fixed_width(uuids)).to_pylist() == []
+    for bad in ([len(uuids)], [-1]):
+        with pytest.raises(IndexError):
+            take_strings(uuids, np.array(bad), fixed_width(uuids))
+
+
+def test_ids_of_one_width_make_the_same_events_frame_as_arrows_take(tmp_path, monkeypatch):
+    """UUIDs (and sessions and users of one width) are gathered as fixed-width records: the events
+    frame is the one Arrow's take makes, in chunks or not."""
+    import pyarrow as pa
+
+    from mouse_pipeline import ingest
+
+    rng = np.random.default_rng(11)
+    lines = [f"{rng.integers(0, 16**12):012x}-{i:05d},sess-{rng.integers(0, 5)},-24162014114729886{rng.integers(10, 13)},"
+             f"{1655993031000 + int(rng.integers(0, 10**6))},2,{rng.integers(0, 1920)},{rng.integers(0, 1080)}"
+             for i in range(500)]
+    path = write(tmp_path, lines)
+    monkeypatch.setattr(ingest, "OUTPUT_CHUNK_ROWS", 64)
+    widths = []
+    take_strings = ingest.take_strings
+    monkeypatch.setattr(ingest, "take_strings", lambda values, rows, width=0: widths.append(width) or
+                        take_strings(values, rows, width))
+    records = read_events(path, labelled=True).events
+    assert set(widths) == {18, 6, 20} and len(widths) == 3 * 8  # uid, session, user; 8 chunks each
+    assert pa.array(records[c.UID].array).num_chunks == 8
+    monkeypatch.setattr(ingest, "fixed_width", lambda values: 0)  # Arrow's take, string by string
+    pd.testing.assert_frame_equal(records, read_events(path, labelled=True).events)
