@@ -317,3 +317,23 @@ def test_features_of_chunked_and_joined_id_columns_agree(small_files):
         cuts = list(range(0, len(values), 97)) + [len(values)]
         chunked[name] = pd.array(pa.chunked_array([values[a:b] for a, b in zip(cuts[:-1], cuts[1:])]), dtype="str")
     pd.testing.assert_frame_equal(extract_features(chunked), extract_features(small_events))
+
+
+def test_step_lengths_are_hypots_without_overflow_or_underflow():
+    import warnings
+
+    from mouse_pipeline.features.actions import lengths
+
+    rng = np.random.default_rng(4)
+    whole = rng.integers(-3000, 3000, (2, 5000)).astype(np.float64)
+    # Whole pixels: the sum of squares is exact, so its square root is the correctly rounded length.
+    assert (lengths(*whole) == [math.sqrt(int(a) ** 2 + int(b) ** 2) for a, b in whole.T]).all()
+    css = np.round(rng.random((2, 5000)) * 2000 / 1.25, 4)
+    assert np.allclose(lengths(*css), np.hypot(*css), rtol=3e-16, atol=0)  # within a unit in the last place
+    dx = np.array([1e200, 3e-200, 0.0, 3.0, 1e-170, -1e300])
+    dy = np.array([1e200, 4e-200, 0.0, -4.0, 0.0, 1e300])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no overflow or underflow warning either
+        out = lengths(dx, dy)
+    assert out.tolist() == np.hypot(dx, dy).tolist() and np.isfinite(out).all()
+    assert out[4] == 1e-170 and out[2] == 0.0

@@ -76,6 +76,29 @@ def action_starts(code: np.ndarray, t: np.ndarray, first_of_segment: np.ndarray,
     return start
 
 
+#: Squares of lengths within these bounds neither overflow nor lose precision to underflow.
+_SQUARE_MIN, _SQUARE_MAX = 2.0**-960, 2.0**960
+
+
+def lengths(dx: np.ndarray, dy: np.ndarray) -> np.ndarray:
+    """Length of each ``(dx, dy)``: ``sqrt(dx**2 + dy**2)``, with ``np.hypot`` only where a square
+    would overflow or underflow (never for screen pixels).
+
+    A tenth of ``np.hypot``'s time (glibc's scalar ``hypot``: 36 ms for 2 million steps here, against
+    3 ms), and no less accurate: for whole or half pixels the sum of squares is exact and its square
+    root correctly rounded, where ``hypot`` is one unit in the last place off for about one step in
+    160. Elsewhere the two differ by at most one unit in the last place.
+    """
+    with np.errstate(over="ignore", under="ignore"):  # the risky rows are redone below
+        squares = dx * dx
+        squares += dy * dy
+    risky = (squares > _SQUARE_MAX) | ((squares < _SQUARE_MIN) & ((dx != 0) | (dy != 0)))
+    out = np.sqrt(squares, out=squares)
+    if risky.any():
+        out[risky] = np.hypot(dx[risky], dy[risky])
+    return out
+
+
 @dataclass(frozen=True)
 class Steps:
     """Per-event step quantities (from the previous event of the same action).
@@ -121,7 +144,7 @@ def step_kinematics(x: np.ndarray, y: np.ndarray, t: np.ndarray, action: np.ndar
     dt = step(t)
     dt *= same
     dt /= 1000.0  # seconds
-    distance = np.hypot(dx, dy)
+    distance = lengths(dx, dy)
     timed = dt > 0  # only steps within an action have a non-zero dt
     safe_dt = dt.copy()
     safe_dt[~timed] = 1.0
@@ -218,7 +241,7 @@ def measure_actions(
     duration = (t[last] - t[first]) / 1000.0
     path = actions.total(steps.distance)
     ex, ey = x[last] - x[first], y[last] - y[first]
-    displacement = np.hypot(ex, ey)
+    displacement = lengths(ex, ey)
     straightness = np.where(path > 0, np.minimum(displacement / np.where(path > 0, path, 1.0), 1.0), 1.0)
     max_deviation = _max_deviation(x, y, action, actions, first, ex, ey, displacement)
     mean_speed = np.where(duration > 0, path / np.where(duration > 0, duration, 1.0), 0.0)
@@ -264,7 +287,7 @@ def _max_deviation(x: np.ndarray, y: np.ndarray, action: np.ndarray, actions: Gr
     if not moved.all():  # rare: a closed loop, a single point, a wheel run
         rows = np.flatnonzero(~moved[action])
         loops = Groups(action[rows], actions.n)
-        out = np.where(moved, out, loops.extreme(np.hypot(px[rows], py[rows])))
+        out = np.where(moved, out, loops.extreme(lengths(px[rows], py[rows])))
     return out
 
 
