@@ -288,16 +288,38 @@ def _parse_timestamp(text: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.n
     return values, not_integer, scientific
 
 
+#: Bytes that are an event code written as one digit.
+_CODE_CHARACTERS = np.isin(np.arange(256), [ord(str(code)) for code in c.EVENT_CODES if 0 <= code <= 9])
+
+
+def _single_bytes(text: pa.Array | pa.ChunkedArray) -> np.ndarray | None:
+    """The bytes of a text column whose every value is one byte long (uint8, one per row), else None."""
+    chunks = text.chunks if isinstance(text, pa.ChunkedArray) else [text]
+    if not chunks or any(fixed_width(chunk) != 1 for chunk in chunks):
+        return None
+    parts = []
+    for chunk in chunks:
+        start = int(_value_offsets(chunk)[0])
+        parts.append(np.frombuffer(chunk.buffers()[2], dtype=np.uint8)[start:start + len(chunk)])
+    return np.concatenate(parts) if len(parts) > 1 else parts[0].copy()
+
+
 def _parse_event_type(text: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
     """Event codes of a text column: ``(codes as int8, valid)``.
 
-    Plain values of up to 3 digits are cast at once; otherwise each distinct
-    text is parsed as a number, accepted when it equals a code (``2.0``).
+    A column of single characters (as written by browsers and Kaggle's files)
+    is read from its bytes: one table lookup per row. Plain values of up to 3
+    digits are cast at once; otherwise each distinct text is parsed as a
+    number, accepted when it equals a code (``2.0``).
     """
     if pa.types.is_integer(text.type) or pa.types.is_floating(text.type):
         number = numpy_values(pc.fill_null(pc.cast(text, pa.float64()), np.nan))
     else:
         text = _as_text(text)
+        characters = _single_bytes(text)
+        if characters is not None:
+            valid = _CODE_CHARACTERS[characters]
+            return np.where(valid, characters - ord("0"), 0).astype(np.int8), valid
         if pc.all(pc.and_(pc.ascii_is_decimal(text), pc.less_equal(pc.binary_length(text), 3))).as_py():
             code = numpy_values(pc.cast(text, pa.int16()))  # plain integers: a range check is enough
             valid = np.isin(code, c.EVENT_CODES)

@@ -524,3 +524,21 @@ def test_ids_of_one_width_make_the_same_events_frame_as_arrows_take(tmp_path, mo
     assert pa.array(records[c.UID].array).num_chunks == 8
     monkeypatch.setattr(ingest, "fixed_width", lambda values: 0)  # Arrow's take, string by string
     pd.testing.assert_frame_equal(records, read_events(path, labelled=True).events)
+
+
+def test_event_types_of_one_character_are_read_from_their_bytes_as_the_cast_reads_them(monkeypatch):
+    import pyarrow as pa
+
+    from mouse_pipeline import ingest
+
+    single = pa.chunked_array([pa.array(["1", "5", "0", "9", "x", " ", "+"]), pa.array(["3", "2", "4", "-", "."])])
+    fast = ingest._parse_event_type(single)
+    assert ingest._single_bytes(single) is not None
+    assert fast[0].tolist() == [1, 5, 0, 0, 0, 0, 0, 3, 2, 4, 0, 0]
+    monkeypatch.setattr(ingest, "_single_bytes", lambda text: None)
+    slow = ingest._parse_event_type(single)
+    assert all((a == b).all() and a.dtype == b.dtype for a, b in zip(fast, slow))
+    # Columns that are not all one byte wide go the other way, whichever chunk holds the wider value.
+    monkeypatch.undo()
+    for mixed in (pa.array(["1", "2.0"]), pa.chunked_array([pa.array(["1"]), pa.array(["é"])]), pa.array(["1", ""])):
+        assert ingest._single_bytes(mixed) is None
