@@ -236,7 +236,7 @@ def measure_actions(
     kind[has[_C]] = POINT_CLICK
     kind[has[_D]] = DRAG
     pointer_action = (kind == MOVE) | (kind == POINT_CLICK) | (kind == DRAG)
-    steps = step_kinematics(x, y, t, action, pointer_action[action])
+    steps = step_kinematics(x, y, t, action, actions.broadcast(pointer_action))
 
     duration = (t[last] - t[first]) / 1000.0
     path = actions.total(steps.distance)
@@ -277,15 +277,16 @@ def _max_deviation(x: np.ndarray, y: np.ndarray, action: np.ndarray, actions: Gr
     per action, so the division is done once per action, after the maximum
     (exactly the same number: rounding is monotonic).
     """
-    px = x - x[first][action]
-    py = y - y[first][action]
-    cross = ex[action] * py
-    cross -= ey[action] * px
+    # Per-action values onto the action's rows: a repeat (actions are runs), not a gather by action id.
+    px = x - actions.broadcast(x[first])
+    py = y - actions.broadcast(y[first])
+    cross = actions.broadcast(ex) * py
+    cross -= actions.broadcast(ey) * px
     np.abs(cross, out=cross)
     moved = displacement > 0
     out = actions.extreme(cross) / np.where(moved, displacement, 1.0)
     if not moved.all():  # rare: a closed loop, a single point, a wheel run
-        rows = np.flatnonzero(~moved[action])
+        rows = np.flatnonzero(~actions.broadcast(moved))
         loops = Groups(action[rows], actions.n)
         out = np.where(moved, out, loops.extreme(lengths(px[rows], py[rows])))
     return out
