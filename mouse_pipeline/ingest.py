@@ -292,10 +292,16 @@ def _parse_timestamp(text: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.n
 _CODE_CHARACTERS = np.isin(np.arange(256), [ord(str(code)) for code in c.EVENT_CODES if 0 <= code <= 9])
 
 
+def _one_width(values: pa.Array) -> int:
+    """The byte length of every value of a string array, when they all have one (else 0)."""
+    records = fixed_width_records(values)
+    return records.width if records is not None and records.index is None else 0
+
+
 def _single_bytes(text: pa.Array | pa.ChunkedArray) -> np.ndarray | None:
     """The bytes of a text column whose every value is one byte long (uint8, one per row), else None."""
     chunks = text.chunks if isinstance(text, pa.ChunkedArray) else [text]
-    if not chunks or any(fixed_width(chunk) != 1 for chunk in chunks):
+    if not chunks or any(_one_width(chunk) != 1 for chunk in chunks):
         return None
     parts = []
     for chunk in chunks:
@@ -349,10 +355,10 @@ class IdColumn:
         rows (each chunk a take of its own). Ids of one byte length (UUIDs, fixed-width numbers) come
         back as ``large_string`` (see :func:`take_strings`)."""
         picked = rows if self.codes is None else self.codes[rows]
-        width = fixed_width(self.values)
+        records = fixed_width_records(self.values)
         if chunk_rows is None or len(picked) <= chunk_rows:
-            return take_strings(self.values, picked, width)
-        chunks = [take_strings(self.values, picked[lo:lo + chunk_rows], width)
+            return take_strings(self.values, picked, records)
+        chunks = [take_strings(self.values, picked[lo:lo + chunk_rows], records)
                   for lo in range(0, len(picked), chunk_rows)]
         return pa.chunked_array(chunks, type=chunks[0].type)
 
@@ -367,37 +373,61 @@ def _value_offsets(values: pa.Array) -> np.ndarray:
     return np.frombuffer(values.buffers()[1], dtype=np.int64 if large else np.int32)[values.offset:][:len(values) + 1]
 
 
-def fixed_width(values: pa.Array | pa.ChunkedArray) -> int:
-    """The byte length that every value of a string array shares, or 0 (values of several lengths,
-    empty values, nulls, no values, or a chunked array)."""
+@dataclass(frozen=True)
+class Records:
+    """The values of a string array as fixed-width records of its data buffer: ``width`` bytes each,
+    value ``i`` being record ``index[i]`` (-1: an empty value, which takes no bytes), or record ``i``
+    when ``index`` is None (no empty value)."""
+
+    width: int
+    index: np.ndarray | None = None
+
+
+def fixed_width_records(values: pa.Array | pa.ChunkedArray) -> Records | None:
+    """The :class:`Records` of a string array whose non-empty values all have one byte length
+    (UUIDs, fixed-width numbers; empty ones may be among them), else None (values of several
+    lengths, only empty values, nulls, no values, a chunked array)."""
     if (not isinstance(values, pa.Array) or not (pa.types.is_string(values.type) or pa.types.is_large_string(values.type))
             or len(values) == 0 or values.null_count):
-        return 0
+        return None
     offsets = _value_offsets(values)
-    width = int(offsets[1]) - int(offsets[0])
-    if width == 0 or int(offsets[-1]) - int(offsets[0]) != width * len(values):
-        return 0
-    return width if (np.diff(offsets) == width).all() else 0
+    lengths = np.diff(offsets)
+    width = int(lengths.max())
+    if width == 0:
+        return None
+    if int(offsets[-1]) - int(offsets[0]) == width * len(values):  # none shorter than the longest
+        return Records(width)
+    filled = lengths > 0
+    if not (lengths[filled] == width).all():
+        return None
+    index = np.cumsum(filled, dtype=np.int64) - 1
+    index[~filled] = -1
+    return Records(width, index)
 
 
-def take_strings(values: pa.Array | pa.ChunkedArray, rows: np.ndarray, width: int = 0) -> pa.Array:
-    """``values[rows]``; ``width``, from :func:`fixed_width`, when every value has that many bytes.
+def take_strings(values: pa.Array | pa.ChunkedArray, rows: np.ndarray, records: Records | None = None) -> pa.Array:
+    """``values[rows]``; ``records``, from :func:`fixed_width_records`, when they are fixed-width records.
 
-    Values of one width are records of ``width`` bytes: numpy gathers them in one ``take`` into a
-    buffer from Arrow's pool, and the offsets are a multiple of the row number (2 million UUIDs:
-    half the time of Arrow's ``take``, which copies each string on its own). The result is then a
-    ``large_string`` array, as pandas' ``str`` dtype stores it. Otherwise Arrow's ``take``.
+    Records are gathered by numpy in one ``take`` into a buffer from Arrow's pool, and the offsets
+    are a multiple of the row number (2 million UUIDs: half the time of Arrow's ``take``, which
+    copies each string on its own). The result is then a ``large_string`` array, as pandas' ``str``
+    dtype stores it. Otherwise, or when one of ``rows`` is an empty value, Arrow's ``take``.
     """
     rows = np.asarray(rows, dtype=np.int64)
-    if width <= 0 or len(rows) == 0:
+    if records is None or len(rows) == 0:
         return values.take(pa.array(rows))
     if rows.min() < 0 or rows.max() >= len(values):
         raise IndexError(f"rows out of range for {len(values)} values")
-    start = int(_value_offsets(values)[0])
-    data = np.frombuffer(values.buffers()[2], dtype=np.uint8)  # width > 0 and values: a data buffer
-    records = data[start:start + width * len(values)].view(f"V{width}")
+    picked = rows if records.index is None else records.index[rows]
+    if records.index is not None and picked.min() < 0:  # an empty value among them
+        return values.take(pa.array(rows))
+    width = records.width
+    offsets = _value_offsets(values)
+    start, end = int(offsets[0]), int(offsets[-1])
+    data = np.frombuffer(values.buffers()[2], dtype=np.uint8)  # a non-empty value: a data buffer
     gathered = pa.allocate_buffer(width * len(rows))
-    np.take(records, rows, out=np.frombuffer(gathered, dtype=f"V{width}"), mode="clip")  # in range: checked
+    np.take(data[start:end].view(f"V{width}"), picked, out=np.frombuffer(gathered, dtype=f"V{width}"),
+            mode="clip")  # in range: checked
     starts = pa.allocate_buffer(8 * (len(rows) + 1))  # Arrow's pool too: numpy's heap stays for numpy
     np.frombuffer(starts, dtype=np.int64)[:] = np.arange(0, width * (len(rows) + 1), width, dtype=np.int64)
     return pa.LargeStringArray.from_buffers(len(rows), starts, gathered)

@@ -467,39 +467,50 @@ def test_many_blocks_read_as_one(tmp_path, monkeypatch):
     pd.testing.assert_frame_equal(whole.events, chunked.events)
 
 
-def test_fixed_width_is_the_one_byte_length_of_every_value():
+def test_fixed_width_records_are_values_of_one_byte_length_or_empty():
     import pyarrow as pa
 
-    from mouse_pipeline.ingest import fixed_width
+    from mouse_pipeline.ingest import fixed_width_records
 
-    assert fixed_width(pa.array(["ab", "cd", "é"])) == 2  # bytes, not characters: é is two
-    assert fixed_width(pa.array(["ab", "cd"], pa.large_string())) == 2
-    assert fixed_width(pa.array(["abc", "d", "ef", "gh"]).slice(2)) == 2  # the slice's own values
+    assert fixed_width_records(pa.array(["ab", "cd", "é"])).width == 2  # bytes, not characters: é is two
+    assert fixed_width_records(pa.array(["ab", "cd"], pa.large_string())).index is None
+    assert fixed_width_records(pa.array(["abc", "d", "ef", "gh"]).slice(2)).width == 2  # the slice's values
+    with_empty = fixed_width_records(pa.array(["ab", "", "cd", "", "ef"]))
+    assert with_empty.width == 2 and with_empty.index.tolist() == [0, -1, 1, -1, 2]
     for values in (pa.array(["ab", "c"]), pa.array(["a", "bc"]), pa.array(["", ""]), pa.array(["ab", None]),
                    pa.array([], pa.string()), pa.chunked_array([pa.array(["ab"])]), pa.array([b"ab"], pa.binary()),
                    pa.array(["ab", "a", "abc"])):  # as many bytes as three values of two, but not one width
-        assert fixed_width(values) == 0, values
+        assert fixed_width_records(values) is None, values
 
 
 def test_take_strings_gives_what_arrow_takes():
     import pyarrow as pa
 
-    from mouse_pipeline.ingest import fixed_width, take_strings
+    from mouse_pipeline.ingest import fixed_width_records, take_strings
 
     rng = np.random.default_rng(9)
     uuids = pa.array([f"{rng.integers(0, 16**8):08x}-{i:04d}-é" for i in range(300)]).slice(7)
     rows = rng.integers(0, len(uuids), 1000)
-    for values in (uuids, pa.array(["ab", "cde", ""] * 5), pa.array(["x"] * 9, pa.large_string())):
-        width = fixed_width(values)
-        taken = take_strings(values, rows % len(values), width)
-        assert taken.to_pylist() == values.take(pa.array(rows % len(values))).to_pylist()
-        assert taken.type == (pa.large_string() if width else values.type)
-        taken.validate(full=True)
-    assert fixed_width(uuids) == len("00000000-0000-é".encode())
-    assert take_strings(uuids, np.zeros(0, dtype=np.int64), fixed_width(uuids)).to_pylist() == []
+    some_empty = pa.array(["ab", "", "cd", "ef", ""] * 3).slice(1)
+    for values in (uuids, pa.array(["ab", "cde", ""] * 5), pa.array(["x"] * 9, pa.large_string()), some_empty):
+        records = fixed_width_records(values)
+        for picked in (rows % len(values), np.flatnonzero(pc_length(values))):  # the second: no empty value
+            taken = take_strings(values, picked, records)
+            assert taken.to_pylist() == values.take(pa.array(picked)).to_pylist()
+            taken.validate(full=True)
+    assert take_strings(some_empty, [1, 2, 4], fixed_width_records(some_empty)).type == pa.large_string()
+    assert take_strings(some_empty, [0, 1], fixed_width_records(some_empty)).type == pa.string()  # "": Arrow's
+    assert fixed_width_records(uuids).width == len("00000000-0000-é".encode())
+    assert take_strings(uuids, np.zeros(0, dtype=np.int64), fixed_width_records(uuids)).to_pylist() == []
     for bad in ([len(uuids)], [-1]):
         with pytest.raises(IndexError):
-            take_strings(uuids, np.array(bad), fixed_width(uuids))
+            take_strings(uuids, np.array(bad), fixed_width_records(uuids))
+
+
+def pc_length(values):
+    import pyarrow.compute as pc
+
+    return pc.binary_length(values).to_numpy() > 0
 
 
 def test_ids_of_one_width_make_the_same_events_frame_as_arrows_take(tmp_path, monkeypatch):
@@ -512,17 +523,20 @@ def test_ids_of_one_width_make_the_same_events_frame_as_arrows_take(tmp_path, mo
     rng = np.random.default_rng(11)
     lines = [f"{rng.integers(0, 16**12):012x}-{i:05d},sess-{rng.integers(0, 5)},-24162014114729886{rng.integers(10, 13)},"
              f"{1655993031000 + int(rng.integers(0, 10**6))},2,{rng.integers(0, 1920)},{rng.integers(0, 1080)}"
-             for i in range(500)]
+             for i in range(501)]
+    lines[3] = "," + lines[3].split(",", 1)[1]  # an empty uid: rejected, and the other uids still records
     path = write(tmp_path, lines)
     monkeypatch.setattr(ingest, "OUTPUT_CHUNK_ROWS", 64)
     widths = []
     take_strings = ingest.take_strings
-    monkeypatch.setattr(ingest, "take_strings", lambda values, rows, width=0: widths.append(width) or
-                        take_strings(values, rows, width))
-    records = read_events(path, labelled=True).events
+    monkeypatch.setattr(ingest, "take_strings", lambda values, rows, records=None: widths.append(records and records.width) or
+                        take_strings(values, rows, records))
+    result = read_events(path, labelled=True)
+    records = result.events
+    assert result.rows_rejected == 1 and len(records) == 500
     assert set(widths) == {18, 6, 20} and len(widths) == 3 * 8  # uid, session, user; 8 chunks each
     assert pa.array(records[c.UID].array).num_chunks == 8
-    monkeypatch.setattr(ingest, "fixed_width", lambda values: 0)  # Arrow's take, string by string
+    monkeypatch.setattr(ingest, "fixed_width_records", lambda values: None)  # Arrow's take, string by string
     pd.testing.assert_frame_equal(records, read_events(path, labelled=True).events)
 
 
