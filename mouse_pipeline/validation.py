@@ -29,7 +29,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from mouse_pipeline import contract as c
-from mouse_pipeline.features.segments import arrow_text, stable_order
+from mouse_pipeline.features.segments import arrow_text, stable_order, value_runs
 from mouse_pipeline.ingest import bool_mask, numpy_values
 
 
@@ -91,12 +91,8 @@ class Codes:
         n = len(text)
         if n == 0:
             return cls(np.zeros(0, dtype=np.int64), pd.array([], dtype="str"), np.zeros(0, dtype=bool))
-        changed = pc.fill_null(pc.not_equal(text[1:], text[:-1]), True)
-        first = np.r_[True, bool_mask(changed)]
+        first, run_values = value_runs(text)
         starts = np.flatnonzero(first)
-        run_values = text.filter(pa.array(first))  # a filter, unlike a take, never joins the chunks
-        if isinstance(run_values, pa.ChunkedArray):
-            run_values = run_values.combine_chunks()  # one value per run: small
         encoded = pc.dictionary_encode(run_values)
         dictionary = encoded.dictionary
         # Sorted ids without the blank ones; codes follow the sort order of the ids.

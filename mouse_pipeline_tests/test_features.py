@@ -337,3 +337,18 @@ def test_step_lengths_are_hypots_without_overflow_or_underflow():
         out = lengths(dx, dy)
     assert out.tolist() == np.hypot(dx, dy).tolist() and np.isfinite(out).all()
     assert out[4] == 1e-170 and out[2] == 0.0
+
+
+def test_value_runs_find_runs_across_chunks_and_keep_each_missing_value_apart():
+    import pyarrow as pa
+
+    from mouse_pipeline.features.segments import value_runs
+
+    text = pa.chunked_array([pa.array(["a", "a", "b"]), pa.array(["b", None, None]), pa.array(["b", "a"])])
+    first, values = value_runs(text)
+    assert first.tolist() == [True, False, True, False, True, True, True, True]
+    assert values.to_pylist() == ["a", "b", None, None, "b", "a"] and isinstance(values, pa.Array)
+    one = value_runs(pa.array(["x"]))
+    assert one[0].tolist() == [True] and one[1].to_pylist() == ["x"]
+    empty = value_runs(pa.array([], pa.string()))
+    assert len(empty[0]) == 0 and len(empty[1]) == 0

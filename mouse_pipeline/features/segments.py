@@ -114,18 +114,34 @@ def take_rows(values: pa.Array | pa.ChunkedArray, rows: np.ndarray) -> pa.Array:
     return taken.take(pa.array(np.argsort(by_chunk)))  # back to the order of ``rows``
 
 
+def value_runs(text: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, pa.Array]:
+    """The runs of equal neighbours of a column: ``(first, values)``, True for each row that starts
+    a run, and the value of each run, as one array.
+
+    A linear pass of neighbour comparisons, chunk by chunk (a filter, unlike a take, never joins
+    the chunks). Ids come in long runs in sorted events, so what follows works on one value per
+    run. A missing value is a run of its own.
+    """
+    if len(text) == 0:
+        return np.zeros(0, dtype=bool), pa.array([], type=text.type)
+    changed = pc.fill_null(pc.not_equal(text[1:], text[:-1]), True)
+    first = np.r_[True, changed.to_numpy(zero_copy_only=False)] if len(text) > 1 else np.ones(1, dtype=bool)
+    values = text.filter(pa.array(first))
+    return first, values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
+
+
 def session_codes(session_id: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     """A code per row (``0 ..``, in order of first appearance) and the session id of each code.
 
-    Rows grouped by session (as ingestion leaves them) are coded by comparing
-    neighbours, a linear pass; otherwise by hashing (``pd.factorize``).
+    Rows grouped by session (as ingestion leaves them) are coded from their runs
+    (:func:`value_runs`); otherwise by hashing (``pd.factorize``).
     """
     arr = arrow_text(session_id)
     n = len(arr)
     if n == 0:
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=str)
-    starts = np.r_[True, pc.not_equal(arr[1:], arr[:-1]).to_numpy(zero_copy_only=False)]
-    ids = np.asarray(arr.filter(pa.array(starts)).to_pylist(), dtype=object).astype(str)
+    starts, run_values = value_runs(arr)
+    ids = np.asarray(run_values.to_pylist(), dtype=object).astype(str)
     if len(np.unique(ids)) == len(ids):  # each session is one contiguous run
         return np.cumsum(starts, dtype=np.int64) - 1, ids
     codes, uniques = pd.factorize(session_id, sort=False)
