@@ -133,8 +133,12 @@ def belongs_to(model: DataIdentity | None, data: DataIdentity) -> tuple[bool, st
         return False, "the model records no training-data identity (registered before identities were kept)"
     if model.simulated and not data.simulated:
         return False, "the model was trained on simulated data and the current data is real"
+    if data.simulated and not model.simulated:
+        return False, ("the model was trained on real data and the current data is simulated (no "
+                       "MOUSE_TRAIN_CSV and MOUSE_TEST_CSV in the environment of the process that ran this)")
     if model.users_sha256 != data.users_sha256:
-        return False, f"the model knows other users ({model.n_users} users, not the current {data.n_users})"
+        return False, (f"the model knows other users (its {model.n_users} users are not the "
+                       f"{data.n_users} users of the current data)")
     if model.sessions_sha256 != data.sessions_sha256:
         return False, "the model was trained on other sessions of these users"
     return True, ""

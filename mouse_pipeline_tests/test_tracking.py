@@ -79,6 +79,17 @@ def test_a_champion_of_other_data_never_stays_over_a_valid_model_of_the_current_
     assert not guessing.promoted and "failed validation" in guessing.message
     champion = tracking.load_champion(store, NAME)
     assert champion.version == again.version and champion.identity == other_sessions
+    # Back to simulated data (the data settings missing from a process's environment): said so.
+    back = tracking.gate_champion(client, NAME, register(0.97, X, y), 0.97, simulated, tolerance=0.02)
+    assert back.promoted and back.handover and "trained on real data and the current data is simulated" in back.message
+    assert "MOUSE_TRAIN_CSV" in back.message
+
+
+def test_a_model_of_other_users_says_whose():
+    from mouse_pipeline.champion import belongs_to
+
+    fits, why = belongs_to(identity(users=("a", "b")), identity(users=("c", "d")))
+    assert not fits and why == "the model knows other users (its 2 users are not the 2 users of the current data)"
 
 
 def sessions_frame(*ids: str) -> pd.DataFrame:
