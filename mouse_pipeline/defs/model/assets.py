@@ -16,6 +16,7 @@ from mouse_pipeline import tracking
 from mouse_pipeline.champion import DataIdentity
 from mouse_pipeline.defs.features.assets import EnrolledEvents
 from mouse_pipeline.defs.metadata import png_markdown, table_preview
+from mouse_pipeline.defs.processes import worker_processes_released
 from mouse_pipeline.defs.resources import DATA_POOL, MlflowResource, MouseDataResource
 from mouse_pipeline.evaluation import confusion_heatmap_png, evaluation_report, session_scores, session_truth
 from mouse_pipeline.features import FeatureConfig
@@ -82,7 +83,8 @@ def user_identifier(
     every row of its setting, logged with the candidate table, the best MLP and the hand-or-machine
     ablation, and registered in MLflow. The ``champion`` asset decides on its promotion."""
     enrolment, settings = enrolled_training_events.enrolment, enrolled_training_events.settings
-    result = select(train_session_features, settings, enrolment.recorded_session)
+    with worker_processes_released():  # model selection fits on a process pool
+        result = select(train_session_features, settings, enrolment.recorded_session)
     chosen = next(fs for fs in train_session_features if fs.config == result.feature_config)
     pipeline = result.fit(chosen.table)
     columns = list(result.champion.choice.columns)

@@ -12,6 +12,7 @@ from mouse_pipeline import contract as c
 from mouse_pipeline import tracking
 from mouse_pipeline.defs.metadata import png_markdown, table_preview
 from mouse_pipeline.calibration import VerificationReport, calibrate_verification
+from mouse_pipeline.defs.processes import worker_processes_released
 from mouse_pipeline.claims import read_claims, verify_events
 from mouse_pipeline.defs.features.assets import EnrolledEvents, table_config
 from mouse_pipeline.defs.model.assets import TrainedModel
@@ -75,14 +76,15 @@ def verification_calibration(
         raise dg.Failure(f"model version {trained.version} (MLflow run {trained.run_id}) is already calibrated, and "
                          "a registered model's thresholds are not changed after the champion gate: materialise "
                          "user_identifier to train and calibrate a new version")
-    report = calibrate_verification(
-        events, trained.feature_config, trained.columns,
-        partial(choice.build, settings.random_state), folds, target_far=config.target_far,
-        unknown_target=config.unknown_target, unknown_mode=config.unknown_mode,
-        unknown_groups=config.unknown_groups, open_set_folds=config.open_set_folds,
-        n_resamples=config.n_resamples, seed=settings.random_state, n_jobs=config.n_jobs,
-        features=trained.feature_set.table,
-    )
+    with worker_processes_released():  # the fold models are fitted on a process pool
+        report = calibrate_verification(
+            events, trained.feature_config, trained.columns,
+            partial(choice.build, settings.random_state), folds, target_far=config.target_far,
+            unknown_target=config.unknown_target, unknown_mode=config.unknown_mode,
+            unknown_groups=config.unknown_groups, open_set_folds=config.open_set_folds,
+            n_resamples=config.n_resamples, seed=settings.random_state, n_jobs=config.n_jobs,
+            features=trained.feature_set.table,
+        )
     reports = mouse_data.report_dir(trained.version)
     write_atomic(reports / "verification_det.png", lambda tmp: tmp.write_bytes(report.det_png))
     write_atomic(reports / "decision_curve.png", lambda tmp: tmp.write_bytes(report.curve_png))
