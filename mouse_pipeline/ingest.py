@@ -292,16 +292,11 @@ def _parse_timestamp(text: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.n
 _CODE_CHARACTERS = np.isin(np.arange(256), [ord(str(code)) for code in c.EVENT_CODES if 0 <= code <= 9])
 
 
-def _one_width(values: pa.Array) -> int:
-    """The byte length of every value of a string array, when they all have one (else 0)."""
-    records = fixed_width_records(values)
-    return records.width if records is not None and records.index is None else 0
-
-
 def _single_bytes(text: pa.Array | pa.ChunkedArray) -> np.ndarray | None:
     """The bytes of a text column whose every value is one byte long (uint8, one per row), else None."""
     chunks = text.chunks if isinstance(text, pa.ChunkedArray) else [text]
-    if not chunks or any(_one_width(chunk) != 1 for chunk in chunks):
+    layouts = [fixed_width_records(chunk) for chunk in chunks]
+    if not chunks or any(r is None or r.width != 1 or r.index is not None for r in layouts):  # no empty value
         return None
     parts = []
     for chunk in chunks:

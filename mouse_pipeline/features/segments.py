@@ -125,7 +125,7 @@ def value_runs(text: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, pa.Array]:
     if len(text) == 0:
         return np.zeros(0, dtype=bool), pa.array([], type=text.type)
     changed = pc.fill_null(pc.not_equal(text[1:], text[:-1]), True)
-    first = np.r_[True, changed.to_numpy(zero_copy_only=False)] if len(text) > 1 else np.ones(1, dtype=bool)
+    first = np.r_[True, changed.to_numpy(zero_copy_only=False)]
     values = text.filter(pa.array(first))
     return first, values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
 
